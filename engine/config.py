@@ -1,0 +1,339 @@
+"""The run config: one YAML schema, validated at the edge.
+
+Plain Python (dataclasses + PyYAML), cheap to import, shared by the engine and the TUI.
+Every error names the field, the bad value and what is allowed, and is raised before
+any model or dataset is touched.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config problem a user can fix; the message says what and how."""
+
+
+# ---------------------------------------------------------------- schema
+# Each field carries metadata: "help" (one line, with the usual range), and for numbers
+# "min"/"max" (inclusive) or "gt" (exclusive). The TUI's editor reads the same metadata.
+
+def _f(default: Any, help: str, **meta: Any) -> Any:
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: json.loads(json.dumps(d)),
+                     metadata={"help": help, **meta})
+    return field(default=default, metadata={"help": help, **meta})
+
+
+@dataclass
+class ModelConfig:
+    name_or_path: str = _f("demo", "Local model directory or hub id; 'demo' builds the bundled tiny model.")
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = _f(
+        "auto", "Weight/compute dtype; auto picks bf16 on GPUs that support it, fp32 on CPU.")
+    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = _f(
+        "auto", "Attention kernel; auto uses sdpa (packing isolation via block-causal masks).")
+    trust_remote_code: bool = _f(False, "Run model code shipped with the checkpoint. Off unless you trust it.")
+    chat_template: str | None = _f(
+        None, "Override the tokenizer's chat template: a Jinja string, or 'chatml'. Empty = tokenizer's own.")
+
+
+@dataclass
+class LoraConfig:
+    r: int = _f(16, "LoRA rank; 8-64 is usual.", min=1, max=1024)
+    alpha: float = _f(32, "LoRA alpha (scale = alpha / r); about 2*r is usual.", gt=0)
+    dropout: float = _f(0.05, "Dropout on the LoRA path; 0-0.1 is usual.", min=0.0, max=0.9)
+    target_modules: Union[str, list[str]] = _f(
+        "all-linear", "Modules to adapt: 'all-linear' or a list such as [q_proj, v_proj].")
+
+
+@dataclass
+class QuantConfig:
+    bits: Literal[4, 8] = _f(4, "Quantisation bits for QLoRA (4 = NF4).")
+    type: Literal["nf4", "fp4"] = _f("nf4", "4-bit quantisation type; nf4 is the QLoRA default.")
+    double_quant: bool = _f(True, "Quantise the quantisation constants too (saves ~0.4 bit/param).")
+    compute_dtype: Literal["bfloat16", "float16", "float32"] = _f("bfloat16", "Dtype of the dequantised matmuls.")
+
+
+@dataclass
+class DataConfig:
+    path: str = _f("demo", "Dataset file or directory (JSONL, JSON, CSV, Parquet, saved HF dataset), or 'demo'.")
+    format: Literal["auto", "chat", "sharegpt", "alpaca", "completion", "preference"] = _f(
+        "auto", "Row format; auto detects it from the fields.")
+    val_split: float = _f(0.1, "Fraction held out for validation; 0.05-0.1 is usual.", min=0.0, max=0.5)
+    test_split: float = _f(0.0, "Fraction held out for the final test evaluation.", min=0.0, max=0.5)
+    split_seed: int = _f(42, "Seed of the train/validation/test split.", min=0)
+    max_seq_len: int = _f(1024, "Longest example in tokens; longer ones are truncated or dropped.", min=16, max=1048576)
+    overlong: Literal["truncate", "drop"] = _f("truncate", "What to do with examples longer than max_seq_len.")
+    train_on: Literal["assistant", "all"] = _f("assistant", "Train on assistant turns only, or on every token.")
+    packing: bool = _f(True, "Pack short examples into one row (attention kept inside each example).")
+
+
+@dataclass
+class TrainConfig:
+    epochs: float = _f(1, "Passes over the training set; 1-3 is usual.", gt=0, max=1000)
+    max_steps: int = _f(0, "Stop after this many optimizer steps; 0 = use epochs.", min=0)
+    learning_rate: float = _f(2e-4, "Peak LR: LoRA 1e-4 to 3e-4, full fine-tuning 1e-5 to 5e-5.", gt=0, max=1.0)
+    scheduler: Literal["cosine", "linear", "constant"] = _f("cosine", "LR schedule after warmup.")
+    warmup_ratio: float = _f(0.03, "Warmup as a fraction of all steps; a few percent is usual.", min=0.0, max=0.5)
+    warmup_steps: int = _f(0, "Warmup in steps; overrides warmup_ratio when > 0.", min=0)
+    weight_decay: float = _f(0.0, "AdamW weight decay; 0-0.1.", min=0.0, max=1.0)
+    optimizer: Literal["adamw", "adamw_8bit"] = _f("adamw", "Optimizer; adamw_8bit (bitsandbytes) saves memory on GPU.")
+    micro_batch_size: int = _f(4, "Examples per forward pass (with packing: max_seq_len-sized slots per row).", min=1, max=4096)
+    grad_accum: int = _f(1, "Micro-batches per optimizer step.", min=1, max=4096)
+    gradient_checkpointing: bool = _f(True, "Recompute activations in backward: much less memory, ~30% slower.")
+    max_grad_norm: float = _f(1.0, "Gradient clipping norm; 0 disables clipping.", min=0.0)
+    seed: int = _f(42, "Seed for initialisation and data order.", min=0)
+    eval_every: int = _f(50, "Evaluate on the validation split every N steps; 0 = only at the end.", min=0)
+    save_every: int = _f(100, "Checkpoint every N steps; 0 = only at the end.", min=0)
+    keep_checkpoints: int = _f(2, "Keep the last K checkpoints (the best by val loss is kept too).", min=1, max=1000)
+    early_stopping_patience: int = _f(0, "Stop after N evals without a better val loss; 0 = off.", min=0)
+    log_every: int = _f(1, "Emit a metric event every N optimizer steps.", min=1)
+
+
+@dataclass
+class EvalConfig:
+    at_end: bool = _f(True, "Evaluate base vs fine-tuned on the test split when the run ends.")
+    max_new_tokens: int = _f(128, "Generation length for generation-based scores.", min=1, max=32768)
+    max_samples: int = _f(50, "Test examples to generate for.", min=1)
+
+
+@dataclass
+class OutputConfig:
+    runs_dir: str = _f("runs", "Where run directories are created (also FTWB_RUNS_DIR).")
+    name: str | None = _f(None, "A short name for the run; the directory is <timestamp>-<name>.")
+
+
+@dataclass
+class RunConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    method: Literal["lora", "qlora", "full"] = _f("lora", "lora, qlora (4-bit base) or full fine-tuning.")
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    quant: QuantConfig = field(default_factory=QuantConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+    # ---- conversions
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=False)
+
+    def hash(self) -> str:
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def copy(self) -> "RunConfig":
+        return from_dict(self.to_dict())
+
+
+SECTIONS = ("model", "lora", "quant", "data", "train", "eval", "output")
+
+
+# ---------------------------------------------------------------- validation
+
+def _type_name(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    if origin is Union:
+        return " or ".join(_type_name(a) for a in get_args(tp) if a is not type(None))
+    if origin is list:
+        return "a list of " + _type_name(get_args(tp)[0]) + "s"
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(tp, str(tp))
+
+
+def _coerce(path: str, value: Any, tp: Any, meta: dict) -> Any:
+    """Check `value` against the annotation `tp`; return it (ints widened to float)."""
+    origin = get_origin(tp)
+    args = get_args(tp)
+    if origin is Union:
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(path, value, a, meta)
+            except ConfigError as e:
+                errors.append(e)
+        raise ConfigError(f"{path}: {value!r} is not allowed; expected {_type_name(tp)}")
+    if origin is Literal:
+        if value in args and type(value) is type(args[args.index(value)]):
+            return value
+        raise ConfigError(f"{path}: {value!r} is not allowed; expected {_type_name(tp)}")
+    if origin is list:
+        if not isinstance(value, list) or not value:
+            raise ConfigError(f"{path}: {value!r} is not allowed; expected {_type_name(tp)} (non-empty)")
+        return [_coerce(f"{path}[{i}]", v, args[0], {}) for i, v in enumerate(value)]
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = value
+        else:
+            raise ConfigError(f"{path}: {value!r} is not allowed; expected an integer")
+    elif tp is float:
+        if isinstance(value, str):
+            # YAML 1.1 reads "2e-4" as a string; accept numeric strings for floats.
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"{path}: {value!r} is not allowed; expected a number") from None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = float(value)
+        else:
+            raise ConfigError(f"{path}: {value!r} is not allowed; expected a number")
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    else:
+        return value
+    if tp in (int, float):
+        lo, hi, gt = meta.get("min"), meta.get("max"), meta.get("gt")
+        if gt is not None and not value > gt:
+            raise ConfigError(f"{path}: {value!r} is out of range; it must be greater than {gt}")
+        if lo is not None and value < lo:
+            rng = f"between {lo} and {hi}" if hi is not None else f"at least {lo}"
+            raise ConfigError(f"{path}: {value!r} is out of range; it must be {rng}")
+        if hi is not None and value > hi:
+            rng = f"between {lo} and {hi}" if lo is not None else f"at most {hi}"
+            raise ConfigError(f"{path}: {value!r} is out of range; it must be {rng}")
+        return value
+    raise ConfigError(f"{path}: {value!r} is not allowed; expected {_type_name(tp)}")
+
+
+def _close_match(name: str, choices: list[str]) -> str:
+    import difflib
+
+    m = difflib.get_close_matches(name, choices, n=1)
+    return f" (did you mean '{m[0]}'?)" if m else ""
+
+
+def _build(cls: type, data: Any, prefix: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'}: expected a mapping of fields, got {data!r}")
+    hints = get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if key not in fields:
+            allowed = ", ".join(fields)
+            raise ConfigError(f"{path}: unknown key{_close_match(str(key), list(fields))}; "
+                              f"allowed keys here: {allowed}")
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value, path)
+        else:
+            kwargs[key] = _coerce(path, value, tp, dict(fields[key].metadata))
+    return cls(**kwargs)
+
+
+def _cross_checks(cfg: RunConfig) -> None:
+    if cfg.data.val_split + cfg.data.test_split >= 0.9:
+        raise ConfigError(f"data.val_split + data.test_split: {cfg.data.val_split + cfg.data.test_split:g} "
+                          "leaves almost nothing to train on; keep the sum below 0.9")
+    if cfg.method == "qlora" and cfg.quant.bits == 8 and cfg.quant.type != "nf4":
+        raise ConfigError("quant.type: only applies to 4-bit; set quant.bits: 4 or leave quant.type at nf4")
+    tm = cfg.lora.target_modules
+    if isinstance(tm, str) and tm != "all-linear":
+        raise ConfigError(f"lora.target_modules: {tm!r} is not allowed; expected 'all-linear' or a list "
+                          "of module names such as [q_proj, v_proj]")
+
+
+def from_dict(data: Any) -> RunConfig:
+    cfg = _build(RunConfig, data, "")
+    _cross_checks(cfg)
+    return cfg
+
+
+def load(path: str | os.PathLike) -> RunConfig:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found; check the path or run `ftwb train --demo`") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: cannot read the config ({e})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{p}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+    try:
+        return from_dict(data or {})
+    except ConfigError as e:
+        raise ConfigError(f"{p}: {e}") from None
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write via a temp file in the same directory and rename: never a half-written file."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def save(cfg: RunConfig, path: str | os.PathLike) -> None:
+    atomic_write_text(path, cfg.to_yaml())
+
+
+def field_help() -> dict[str, dict[str, Any]]:
+    """'section.field' -> metadata (help, min, max, gt) and type, for editors and docs."""
+    out: dict[str, dict[str, Any]] = {}
+
+    def walk(cls: type, prefix: str) -> None:
+        hints = get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            tp = hints[f.name]
+            path = f"{prefix}.{f.name}" if prefix else f.name
+            if dataclasses.is_dataclass(tp):
+                walk(tp, path)
+            else:
+                out[path] = {**f.metadata, "type": tp, "type_name": _type_name(tp)}
+
+    walk(RunConfig, "")
+    return out
+
+
+def diff(a: RunConfig, b: RunConfig) -> list[tuple[str, Any, Any]]:
+    """Fields whose values differ, as (dotted path, a's value, b's value)."""
+    def flat(d: dict, prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            p = f"{prefix}.{k}" if prefix else k
+            if isinstance(v, dict):
+                out.update(flat(v, p))
+            else:
+                out[p] = v
+        return out
+
+    fa, fb = flat(a.to_dict()), flat(b.to_dict())
+    return [(k, fa.get(k), fb.get(k)) for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k)]

@@ -1,0 +1,255 @@
+"""Run directories: creation (never reused), liveness (pid + lock), and summaries.
+
+runs/<yyyymmdd-hhmmss>-<slug>/ holds config.yaml, data.json, events.jsonl, engine.log,
+engine.pid (+ engine.lock held while alive), checkpoints/, adapter/, eval/.
+Plain Python; shared with the TUI.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from engine import events as ev
+
+RUNS_DIR_ENV = "FTWB_RUNS_DIR"
+
+CONFIG = "config.yaml"
+DATA = "data.json"
+EVENTS = "events.jsonl"
+LOG = "engine.log"
+PID = "engine.pid"
+LOCK = "engine.lock"
+CHECKPOINTS = "checkpoints"
+ADAPTER = "adapter"
+EVAL = "eval"
+
+
+class RunDirError(RuntimeError):
+    pass
+
+
+def default_runs_dir(cli_value: str | None = None, cfg_value: str | None = None) -> Path:
+    """Flag beats environment beats config beats ./runs."""
+    return Path(cli_value or os.environ.get(RUNS_DIR_ENV) or cfg_value or "runs")
+
+
+def slugify(text: str) -> str:
+    s = re.sub(r"[^A-Za-z0-9._-]+", "-", text.strip()).strip("-._").lower()
+    return s[:48] or "run"
+
+
+def create(runs_dir: str | os.PathLike, name: str) -> Path:
+    """Make a fresh run directory. mkdir is atomic, so two runs started in the same second
+    get different directories and an existing one is never reused."""
+    root = Path(runs_dir)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise RunDirError(f"cannot create the runs directory {root}: {e.strerror}; "
+                          "pass --runs-dir DIR or set FTWB_RUNS_DIR to a writable place") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        raise RunDirError(f"the runs directory {root} is not writable; "
+                          "pass --runs-dir DIR or set FTWB_RUNS_DIR to a writable place")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = f"{stamp}-{slugify(name)}"
+    for i in range(1, 1000):
+        path = root / (base if i == 1 else f"{base}-{i}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+        except OSError as e:
+            raise RunDirError(f"cannot create a run directory in {root}: {e.strerror}") from None
+    raise RunDirError(f"too many runs named {base} in {root}")
+
+
+# ---------------------------------------------------------------- liveness
+
+class RunLock:
+    """Held by the engine for its whole life: an exclusive flock on engine.lock plus
+    engine.pid. A crashed engine's lock is released by the kernel, so a stale pid file
+    never makes a dead run look alive."""
+
+    def __init__(self, run_dir: str | os.PathLike):
+        self.run_dir = Path(run_dir)
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunDirError(f"{self.run_dir} is already being trained by another engine "
+                              f"(pid {read_pid(self.run_dir)}); attach to it instead") from None
+        self._fd = fd
+        (self.run_dir / PID).write_text(str(os.getpid()))
+
+    def release(self) -> None:
+        try:
+            (self.run_dir / PID).unlink()
+        except FileNotFoundError:
+            pass
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def read_pid(run_dir: str | os.PathLike) -> int | None:
+    try:
+        return int((Path(run_dir) / PID).read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def is_alive(run_dir: str | os.PathLike) -> bool:
+    """True while an engine holds this run's lock (and its pid exists)."""
+    run_dir = Path(run_dir)
+    lock = run_dir / LOCK
+    if not lock.exists():
+        return False
+    try:
+        fd = os.open(lock, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = read_pid(run_dir)
+        if pid is None:
+            return True
+        try:
+            os.kill(pid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------- summaries
+
+@dataclass
+class RunSummary:
+    path: Path
+    name: str
+    status: str  # running | completed | stopped | failed | crashed | created
+    method: str = "?"
+    model: str = "?"
+    dataset: str = "?"
+    dataset_version: str = "?"
+    step: int = 0
+    total_steps: int = 0
+    best_val_loss: float | None = None
+    last_loss: float | None = None
+    started: float | None = None
+    ended: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started is None:
+            return None
+        end = self.ended if self.ended is not None else (time.time() if self.status == "running" else None)
+        return None if end is None else end - self.started
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "path": str(self.path), "status": self.status, "method": self.method,
+                "model": self.model, "dataset": self.dataset, "dataset_version": self.dataset_version,
+                "step": self.step, "total_steps": self.total_steps, "best_val_loss": self.best_val_loss,
+                "last_loss": self.last_loss, "started": self.started, "ended": self.ended,
+                "duration_s": self.duration_s}
+
+
+def _num(x: Any) -> float | None:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return None
+
+
+def summarize(run_dir: str | os.PathLike) -> RunSummary:
+    run_dir = Path(run_dir)
+    s = RunSummary(path=run_dir, name=run_dir.name, status="created")
+    try:
+        import yaml
+
+        cfg = yaml.safe_load((run_dir / CONFIG).read_text()) or {}
+        s.method = str(cfg.get("method", "?"))
+        s.model = str((cfg.get("model") or {}).get("name_or_path", "?"))
+        s.dataset = str((cfg.get("data") or {}).get("path", "?"))
+    except Exception:
+        pass
+    try:
+        data = json.loads((run_dir / DATA).read_text())
+        s.dataset_version = str(data.get("version") or data.get("content_hash", "?"))[:16]
+    except Exception:
+        pass
+    done = None
+    for e in ev.read_all(run_dir / EVENTS):
+        t = e.get("type")
+        if t == "hello" and s.started is None:
+            s.started = _num(e.get("ts"))
+        elif t == "progress":
+            s.step = int(e.get("step") or s.step)
+            s.total_steps = int(e.get("total_steps") or s.total_steps)
+        elif t == "metric":
+            s.step = max(s.step, int(e.get("step") or 0))
+            s.last_loss = _num(e.get("loss"))
+        elif t == "eval":
+            v = _num(e.get("val_loss"))
+            if v is not None and v == v and (s.best_val_loss is None or v < s.best_val_loss):
+                s.best_val_loss = v
+        elif t == "done":
+            done = e
+            s.ended = _num(e.get("ts"))
+        elif t == "hello":
+            done = None  # a resumed run: a later hello supersedes an earlier done
+            s.ended = None
+    if is_alive(run_dir):
+        s.status = "running"
+        s.ended = None
+    elif done is not None:
+        s.status = str(done.get("status", "completed"))
+    elif s.started is not None:
+        s.status = "crashed"
+    return s
+
+
+def list_runs(runs_dir: str | os.PathLike) -> list[RunSummary]:
+    root = Path(runs_dir)
+    if not root.is_dir():
+        return []
+    out = [summarize(p) for p in sorted(root.iterdir()) if p.is_dir() and (p / CONFIG).exists()]
+    return out
+
+
+def latest_run(runs_dir: str | os.PathLike) -> Path | None:
+    runs = [p for p in Path(runs_dir).iterdir() if (p / CONFIG).exists()] if Path(runs_dir).is_dir() else []
+    return max(runs, key=lambda p: (p / CONFIG).stat().st_mtime) if runs else None
+
+
+def checkpoints(run_dir: str | os.PathLike) -> list[Path]:
+    """Complete checkpoints (those with their state file), oldest step first."""
+    d = Path(run_dir) / CHECKPOINTS
+    if not d.is_dir():
+        return []
+    found = []
+    for p in d.iterdir():
+        m = re.fullmatch(r"checkpoint-(\d+)", p.name)
+        if m and (p / "trainer_state.json").exists():
+            found.append((int(m.group(1)), p))
+    return [p for _, p in sorted(found)]

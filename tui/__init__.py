@@ -1,0 +1,1 @@
+"""ftwb's Textual app. Must stay cheap to import: no torch and friends at start-up."""
