@@ -48,7 +48,7 @@ class ModelConfig:
 @dataclass
 class LoraConfig:
     r: int = _f(16, "LoRA rank; 8-64 is usual.", min=1, max=1024)
-    alpha: float = _f(32, "LoRA alpha (scale = alpha / r); about 2*r is usual.", gt=0)
+    alpha: float = _f(32.0, "LoRA alpha (scale = alpha / r); about 2*r is usual.", gt=0)
     dropout: float = _f(0.05, "Dropout on the LoRA path; 0-0.1 is usual.", min=0.0, max=0.9)
     target_modules: Union[str, list[str]] = _f(
         "all-linear", "Modules to adapt: 'all-linear' or a list such as [q_proj, v_proj].")
@@ -78,7 +78,7 @@ class DataConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: float = _f(1, "Passes over the training set; 1-3 is usual.", gt=0, max=1000)
+    epochs: float = _f(1.0, "Passes over the training set; 1-3 is usual.", gt=0, max=1000)
     max_steps: int = _f(0, "Stop after this many optimizer steps; 0 = use epochs.", min=0)
     learning_rate: float = _f(2e-4, "Peak LR: LoRA 1e-4 to 3e-4, full fine-tuning 1e-5 to 5e-5.", gt=0, max=1.0)
     scheduler: Literal["cosine", "linear", "constant"] = _f("cosine", "LR schedule after warmup.")
@@ -336,4 +336,4 @@ def diff(a: RunConfig, b: RunConfig) -> list[tuple[str, Any, Any]]:
         return out
 
     fa, fb = flat(a.to_dict()), flat(b.to_dict())
-    return [(k, fa.get(k), fb.get(k)) for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k)]
+    return [(k, fa.get(k), fb.get(k)) for k in sorted(fa.keys() | fb.keys()) if fa.get(k) != fb.get(k)]

@@ -1,0 +1,50 @@
+"""`ftwb runs [--json]`: every run with its status (live runs detected by pid and lock)."""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+
+def register(sub) -> None:
+    p = sub.add_parser("runs", help="list runs: status, method, model, dataset, steps, best val loss")
+    p.add_argument("--runs-dir", help="runs root (default ./runs or $FTWB_RUNS_DIR)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=run)
+
+
+STATUS_STYLE = {"running": "bold cyan", "completed": "green", "stopped": "yellow", "failed": "red",
+                "crashed": "red", "created": "dim"}
+
+
+def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from engine import rundir
+
+    root = rundir.default_runs_dir(args.runs_dir)
+    runs = rundir.list_runs(root)
+    if args.json:
+        print(json.dumps([r.to_json() for r in runs], indent=1))
+        return 0
+    console = Console()
+    if not runs:
+        console.print(f"no runs in {root}; start one with `ftwb train --demo`")
+        return 0
+    t = Table(title=f"runs in {root}", header_style="bold")
+    for col in ("name", "status", "method", "model", "dataset", "steps", "best val", "started", "duration"):
+        t.add_column(col, justify="right" if col in ("steps", "best val", "duration") else "left")
+    for r in runs:
+        dur = r.duration_s
+        t.add_row(r.name, f"[{STATUS_STYLE.get(r.status, '')}]{r.status}[/]", r.method, _short(r.model),
+                  _short(r.dataset), f"{r.step}/{r.total_steps}" if r.total_steps else str(r.step),
+                  f"{r.best_val_loss:.4f}" if r.best_val_loss is not None else "-",
+                  time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started)) if r.started else "-",
+                  f"{dur / 60:.1f} min" if dur is not None else "-")
+    console.print(t)
+    return 0
+
+
+def _short(s: str, n: int = 28) -> str:
+    return s if len(s) <= n else "…" + s[-(n - 1):]

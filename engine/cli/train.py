@@ -1,0 +1,217 @@
+"""`ftwb train CONFIG | --demo`: start (or resume) a run and follow it with a progress bar.
+
+The engine runs detached in its own session: Ctrl+C asks it to stop after the current
+step (with a checkpoint), and a hangup of this terminal leaves it training.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import select
+import signal
+import sys
+import time
+from pathlib import Path
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a LoRA/QLoRA/full fine-tune headless, with a progress bar",
+                       description="Start a run from CONFIG (or the bundled demo) and follow it. "
+                                   "Exit 0 completed, 1 failed, 130 interrupted (stopped with a checkpoint).")
+    p.add_argument("config", nargs="?", help="run config YAML")
+    p.add_argument("--demo", action="store_true", help="train the bundled demo (tiny model, support tickets)")
+    p.add_argument("--runs-dir", help="runs root (default ./runs or $FTWB_RUNS_DIR)")
+    p.add_argument("--name", help="short run name (directory is <timestamp>-<name>)")
+    p.add_argument("--detach", action="store_true", help="print the run directory and return at once")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or crashed run from its last checkpoint")
+    p.set_defaults(func=run)
+
+
+def _err(msg: str) -> int:
+    print(f"ftwb train: {msg}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _preflight(cfg) -> str | None:
+    """Problems a user can fix before any process starts: missing paths."""
+    m = cfg.model.name_or_path
+    if m != "demo":
+        p = Path(m).expanduser()
+        if (m.startswith((".", "/", "~")) or m.count("/") > 1) and not p.exists():
+            return f"model.name_or_path: {m} does not exist; pass a local model directory or a hub id"
+        if p.exists() and not (p / "config.json").exists():
+            return f"model.name_or_path: {m} has no config.json; point it at a saved model directory"
+    d = cfg.data.path
+    if d != "demo" and not Path(d).expanduser().exists() and not _looks_like_hub_id(d):
+        return f"data.path: {d} does not exist; check the path (or use a hub dataset id)"
+    return None
+
+
+def _looks_like_hub_id(s: str) -> bool:
+    import re
+
+    return bool(re.fullmatch(r"[\w.-]+/[\w.-]+", s)) and not s.endswith((".jsonl", ".json", ".csv", ".parquet"))
+
+
+def run(args: argparse.Namespace) -> int:
+    from engine import config as C
+    from engine import launch, rundir
+
+    try:
+        if args.resume:
+            if args.config or args.demo:
+                return _err("--resume takes a run directory; do not pass a config or --demo with it")
+            launched = launch.resume(args.resume, pipe=not args.detach)
+        else:
+            if args.demo == bool(args.config):
+                return _err("pass a config file or --demo (one of them)")
+            if args.demo:
+                from engine.demo import demo_config
+
+                cfg = demo_config()
+            else:
+                cfg = C.load(args.config)
+            problem = _preflight(launch.resolve_paths(cfg))
+            if problem:
+                return _err(problem)
+            launched = launch.start(cfg, runs_dir=args.runs_dir, name=args.name or ("demo" if args.demo else None),
+                                    pipe=not args.detach)
+    except (C.ConfigError, rundir.RunDirError) as e:
+        return _err(str(e))
+    if args.detach:
+        print(launched.run_dir)
+        return EXIT_OK
+    print(f"run directory: {launched.run_dir}  (engine pid {launched.proc.pid}; "
+          f"Ctrl+C stops it with a checkpoint; `ftwb attach` re-attaches)", file=sys.stderr)
+    return follow(launched)
+
+
+def follow(launched) -> int:
+    """Read events from the pipe and draw a rich progress bar until `done`."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    from engine import events as ev
+    from engine import rundir
+
+    console = Console(stderr=True)
+    interrupted = False
+
+    def on_sigint(signum, frame):
+        nonlocal interrupted
+        if not interrupted:
+            interrupted = True
+            console.print("[yellow]stopping after the current step (with a checkpoint)... "
+                          "Ctrl+C again to leave it running and exit[/]")
+            try:
+                os.kill(launched.proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        else:
+            raise KeyboardInterrupt
+
+    old = signal.signal(signal.SIGINT, on_sigint)
+    info = {"loss": "-", "val": "-", "tps": "-", "eta": "-", "phase": "starting"}
+    progress = Progress(TextColumn("[bold]{task.fields[phase]:<14}"), BarColumn(), TaskProgressColumn(),
+                        TextColumn("step {task.completed:.0f}/{task.total:.0f}"),
+                        TextColumn("loss {task.fields[loss]}  val {task.fields[val]}"),
+                        TextColumn("{task.fields[tps]} tok/s  ETA {task.fields[eta]}"), TimeElapsedColumn(),
+                        console=console, transient=False)
+    task = progress.add_task("train", total=None, **info)
+    done = None
+    buf = b""
+    fd = launched.event_fd
+    try:
+        with progress:
+            while done is None:
+                r, _, _ = select.select([fd], [], [], 1.0)
+                if not r:
+                    if launched.proc.poll() is not None:
+                        break
+                    continue
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    break
+                buf += chunk
+                *lines, buf = buf.split(b"\n")
+                for line in lines:
+                    e = ev.decode(line)
+                    if e is None:
+                        continue
+                    done = _apply(e, progress, task, info, console) or done
+    except KeyboardInterrupt:
+        console.print(f"left the engine running; re-attach with: ftwb attach {launched.run_dir}")
+        return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGINT, old)
+        os.close(fd)
+    if done is None:  # pipe closed without a done event: look in the log, else it crashed
+        launched.proc.wait(timeout=30)
+        for e in reversed(ev.read_all(launched.run_dir / rundir.EVENTS)):
+            if e.get("type") == "done":
+                done = e
+                break
+    if done is None:
+        tail = _log_tail(launched.run_dir / rundir.LOG)
+        console.print(f"[red]the engine exited without finishing (code {launched.proc.returncode}).[/] "
+                      f"Last lines of engine.log:\n{tail}")
+        return EXIT_FAILED
+    status = done.get("status")
+    s = done.get("summary") or {}
+    if status == "completed":
+        best = s.get("best_val_loss")
+        console.print(f"[green]completed[/] {s.get('steps')} steps"
+                      + (f", best val loss {best:.4f} at step {s.get('best_step')}" if isinstance(best, float) else "")
+                      + f"; adapter: {s.get('adapter')}")
+        return EXIT_OK
+    if status == "stopped":
+        console.print(f"[yellow]stopped[/] at step {s.get('steps')}; checkpoint {s.get('last_checkpoint')}. "
+                      f"Resume with: ftwb train --resume {launched.run_dir}")
+        return EXIT_INTERRUPTED if interrupted else EXIT_OK
+    console.print(f"[red]failed[/]; details in {launched.run_dir / rundir.LOG}")
+    return EXIT_FAILED
+
+
+def _apply(e: dict, progress, task, info: dict, console) -> dict | None:
+    t = e.get("type")
+    if t == "progress":
+        eta = e.get("eta_s")
+        info["eta"] = time.strftime("%H:%M:%S", time.gmtime(eta)) if isinstance(eta, (int, float)) else "-"
+        progress.update(task, total=e.get("total_steps"), completed=e.get("step", 0), **info)
+    elif t == "metric":
+        info["loss"] = f"{e['loss']:.4f}" if isinstance(e.get("loss"), float) else str(e.get("loss"))
+        info["tps"] = f"{e.get('tokens_per_s', 0):,.0f}"
+        progress.update(task, **info)
+    elif t == "eval":
+        info["val"] = f"{e['val_loss']:.4f}" if isinstance(e.get("val_loss"), float) else "-"
+        progress.update(task, **info)
+    elif t == "phase":
+        info["phase"] = e.get("phase", "")
+        progress.update(task, **info)
+    elif t == "data":
+        console.print(f"data: {e.get('rows')} rows ({e.get('format')}), train {e.get('train')}, "
+                      f"val {e.get('val')}, test {e.get('test')}; truncated {e.get('truncated', 0)}, "
+                      f"dropped {e.get('dropped', 0)}, unusable rows {e.get('problems', 0)}")
+        for p in e.get("first_problems") or []:
+            console.print(f"  [yellow]row {p.get('row')}" + (f" (line {p.get('line')})" if p.get("line") else "")
+                          + f":[/] {p.get('message')}")
+    elif t == "warning":
+        console.print(f"[yellow]warning ({e.get('kind')}):[/] {e.get('message')}")
+    elif t == "error":
+        console.print(f"[red]error ({e.get('kind')}):[/] {e.get('message')}")
+        if e.get("hint"):
+            console.print(f"  hint: {e['hint']}")
+    elif t == "checkpoint":
+        progress.console.log(f"checkpoint step {e.get('step')}" + (" (best)" if e.get("is_best") else ""))
+    elif t == "done":
+        return e
+    return None
+
+
+def _log_tail(path: Path, n: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except FileNotFoundError:
+        return "(no engine.log)"

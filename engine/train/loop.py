@@ -1,0 +1,289 @@
+"""The training loop: optimizer steps over packed micro-batches, with events.
+
+One object owns the mutable training state (step, data position, best val loss) so a
+checkpoint captures all of it and resume continues exactly where it stopped: the batch
+plan of each epoch is a pure function of (seed, epoch), so the data position is just
+(epoch, micro-batch index).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from engine.config import RunConfig
+from engine.data import pack
+from engine.train import checkpoint as ckpt
+from engine.train.control import Control
+from engine.train.loss import batch_loss
+from engine.train.schedule import make_scheduler
+
+SPIKE_FACTOR = 3.0  # a loss this many times the recent average is reported as a spike
+
+
+class NonFiniteLoss(RuntimeError):
+    pass
+
+
+@dataclass
+class State:
+    step: int = 0                 # optimizer steps done
+    epoch: int = 0                # epoch of the next micro-batch
+    batch_index: int = 0          # index of the next micro-batch within that epoch's plan
+    tokens_seen: int = 0
+    trained_tokens: int = 0
+    best_val_loss: float | None = None
+    best_step: int | None = None
+    bad_evals: int = 0            # evals in a row without improvement (early stopping)
+    train_time_s: float = 0.0     # wall time spent in steps, evals and saves (for the ETA)
+    last_checkpoint: str | None = None
+    total_steps: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+class Trainer:
+    def __init__(self, cfg: RunConfig, run_dir: Path, model, tokenizer, train: list[dict],
+                 val: list[dict], device: str, emit: Callable[..., Any], control: Control):
+        self.cfg, self.run_dir, self.model, self.tok = cfg, run_dir, model, tokenizer
+        self.train_items, self.val_items = train, val
+        self.device, self.emit, self.control = device, emit, control
+        self.attn = getattr(model.config, "_attn_implementation", None) or "sdpa"
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.lengths = [len(x["input_ids"]) for x in train]
+        self.state = State()
+        self._plans: dict[int, list[list[int]]] = {}
+        t = cfg.train
+        per_epoch = max(1, math.ceil(len(self.plan(0)) / t.grad_accum))
+        self.steps_per_epoch = per_epoch
+        self.state.total_steps = t.max_steps if t.max_steps > 0 else max(1, math.ceil(per_epoch * t.epochs))
+        self.optimizer = self._make_optimizer()
+        self.scheduler = make_scheduler(self.optimizer, t, self.state.total_steps)
+        self._loss_ema: float | None = None
+
+    # ------------------------------------------------------------ set-up
+    def _make_optimizer(self):
+        import torch
+
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        t = self.cfg.train
+        if t.optimizer == "adamw_8bit" and self.device == "cuda":
+            import bitsandbytes as bnb
+
+            return bnb.optim.AdamW8bit(params, lr=t.learning_rate, weight_decay=t.weight_decay)
+        kw = {"fused": True} if self.device == "cuda" else {}
+        return torch.optim.AdamW(params, lr=t.learning_rate, weight_decay=t.weight_decay, **kw)
+
+    def plan(self, epoch: int) -> list[list[int]]:
+        if epoch not in self._plans:
+            d, t = self.cfg.data, self.cfg.train
+            self._plans = {epoch: pack.plan_batches(self.lengths, t.micro_batch_size, d.max_seq_len,
+                                                     d.packing, t.seed, epoch)}
+        return self._plans[epoch]
+
+    def _next_micro_batches(self) -> list[tuple[list[int], int, int]]:
+        """The next grad_accum micro-batches as (indices, epoch, index), crossing epochs."""
+        out = []
+        epoch, idx = self.state.epoch, self.state.batch_index
+        while len(out) < self.cfg.train.grad_accum:
+            plan = self.plan(epoch)
+            if idx >= len(plan):
+                epoch, idx = epoch + 1, 0
+                continue
+            out.append((plan[idx], epoch, idx))
+            idx += 1
+        return out
+
+    def _to_device(self, batch: dict) -> dict:
+        import torch
+
+        return {k: (v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v)
+                for k, v in batch.items()}
+
+    def _collate(self, items: list[dict]) -> dict:
+        return pack.collate(items, self.cfg.data.packing, self.pad_id, self.attn)
+
+    # ------------------------------------------------------------ resume
+    def resume_from(self, path: Path) -> None:
+        saved = ckpt.load(path, self.model, self.optimizer, self.scheduler, self.cfg.method)
+        extra = saved.pop("extra", {})
+        self.state = State(**{k: v for k, v in saved.items() if k in State.__dataclass_fields__}, extra=extra)
+        self.state.last_checkpoint = str(path)
+
+    # ------------------------------------------------------------ one step
+    def train_step(self) -> dict:
+        import torch
+
+        self.model.train()
+        mbs = self._next_micro_batches()
+        batches = [self._collate([self.train_items[i] for i in idxs]) for idxs, _, _ in mbs]
+        n_trained = sum(b["num_trained"] for b in batches) or 1
+        n_tokens = sum(b["num_tokens"] for b in batches)
+        loss_total = 0.0
+        for b in batches:
+            self._current_shape = tuple(b["input_ids"].shape)
+            loss_sum, _ = batch_loss(self.model, self._to_device(b))
+            (loss_sum / n_trained).backward()
+            loss_total += float(loss_sum.detach())
+        loss = loss_total / n_trained
+        if not math.isfinite(loss):
+            self.optimizer.zero_grad(set_to_none=True)
+            raise NonFiniteLoss(f"loss became {loss} at step {self.state.step + 1}")
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        max_norm = self.cfg.train.max_grad_norm
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf")))
+        lr = self.scheduler.get_last_lr()[0]
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        last_idxs, last_epoch, last_index = mbs[-1]
+        self.state.epoch, self.state.batch_index = last_epoch, last_index + 1
+        if self.state.batch_index >= len(self.plan(last_epoch)):
+            self.state.epoch, self.state.batch_index = last_epoch + 1, 0
+        self.state.step += 1
+        self.state.tokens_seen += n_tokens
+        self.state.trained_tokens += n_trained
+        return {"loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens": n_tokens, "trained": n_trained}
+
+    # ------------------------------------------------------------ eval
+    def evaluate(self) -> tuple[float, float] | None:
+        import torch
+
+        if not self.val_items:
+            return None
+        self.model.eval()
+        lengths = [len(x["input_ids"]) for x in self.val_items]
+        d, t = self.cfg.data, self.cfg.train
+        plan = pack.plan_batches(lengths, t.micro_batch_size, d.max_seq_len, d.packing, 0, 0)
+        total, n = 0.0, 0
+        with torch.no_grad():
+            for idxs in plan:
+                b = self._to_device(self._collate([self.val_items[i] for i in idxs]))
+                loss_sum, k = batch_loss(self.model, b)
+                total += float(loss_sum)
+                n += k
+        self.model.train()
+        if n == 0:
+            return None
+        val = total / n
+        return val, math.exp(min(val, 50.0))
+
+    # ------------------------------------------------------------ saving
+    def save_checkpoint(self) -> Path:
+        self.emit("phase", phase="saving")
+        state = asdict(self.state)
+        path = ckpt.save(self.run_dir, self.state.step, self.model, self.tok, self.optimizer,
+                         self.scheduler, state, self.cfg.method)
+        self.state.last_checkpoint = str(path)
+        ckpt.rotate(self.run_dir, self.cfg.train.keep_checkpoints, self.state.best_step)
+        self.emit("checkpoint", step=self.state.step, path=str(path),
+                  is_best=self.state.best_step == self.state.step)
+        self.emit("phase", phase="training")
+        return path
+
+    # ------------------------------------------------------------ the loop
+    def run(self, on_step: Callable[[dict], None] | None = None) -> str:
+        """Train until done; returns 'completed', 'stopped' or 'early_stopped'."""
+        t = self.cfg.train
+        total = self.state.total_steps
+        self._session_t0, self._session_first_step = time.perf_counter(), self.state.step
+        self.emit("phase", phase="training")
+        self.emit("progress", step=self.state.step, total_steps=total, epoch=self._epoch_float(),
+                  tokens_seen=self.state.tokens_seen, eta_s=None)
+        while self.state.step < total:
+            t0 = time.perf_counter()
+            m = self.train_step()
+            step = self.state.step
+            dt = time.perf_counter() - t0
+            self._check_spike(m["loss"], step)
+            if step % t.log_every == 0 or step == total:
+                self.emit("metric", step=step, loss=round(m["loss"], 6), lr=m["lr"],
+                          grad_norm=round(m["grad_norm"], 6), tokens_per_s=round(m["tokens"] / dt, 1),
+                          trained_tokens_per_s=round(m["trained"] / dt, 1), epoch=self._epoch_float(),
+                          step_time_s=round(dt, 4))
+                self._emit_memory()
+            stop_early = False
+            if t.eval_every and step % t.eval_every == 0 and step < total:
+                stop_early = self._eval_and_track(step)
+            saved = False
+            if (t.save_every and step % t.save_every == 0 and step < total) or self.control.save_requested:
+                self.control.save_requested = False
+                self.save_checkpoint()
+                saved = True
+            self.state.train_time_s += time.perf_counter() - t0
+            self.emit("progress", step=step, total_steps=total, epoch=self._epoch_float(),
+                      tokens_seen=self.state.tokens_seen, eta_s=round(self._eta(), 1))
+            if on_step:
+                on_step(m)
+            if self.control.stop_requested:
+                if not saved:
+                    self.save_checkpoint()
+                return "stopped"
+            if stop_early:
+                return "early_stopped"
+        return "completed"
+
+    def final_eval(self) -> tuple[float, float] | None:
+        t0 = time.perf_counter()
+        res = self._eval_and_track(self.state.step, final=True)
+        self.state.train_time_s += time.perf_counter() - t0
+        return res
+
+    def _eval_and_track(self, step: int, final: bool = False):
+        self.emit("phase", phase="evaluating")
+        res = self.evaluate()
+        self.emit("phase", phase="training")
+        if res is None:
+            return None if final else False
+        val, ppl = res
+        improved = self.state.best_val_loss is None or val < self.state.best_val_loss
+        if improved:
+            self.state.best_val_loss, self.state.best_step, self.state.bad_evals = val, step, 0
+        else:
+            self.state.bad_evals += 1
+        self.emit("eval", step=step, val_loss=round(val, 6), perplexity=round(ppl, 4), is_best=improved,
+                  best_val_loss=round(self.state.best_val_loss, 6), best_step=self.state.best_step)
+        if final:
+            return res
+        patience = self.cfg.train.early_stopping_patience
+        if patience and self.state.bad_evals >= patience:
+            self.emit("warning", kind="early_stop",
+                      message=f"validation loss has not improved for {patience} evals "
+                              f"(best {self.state.best_val_loss:.4f} at step {self.state.best_step}); stopping")
+            return True
+        return False
+
+    def _check_spike(self, loss: float, step: int) -> None:
+        ema = self._loss_ema
+        if ema is not None and step > 10 and loss > SPIKE_FACTOR * ema:
+            self.emit("warning", kind="spike", step=step,
+                      message=f"loss spiked to {loss:.4f} at step {step} (recent average {ema:.4f})")
+        self._loss_ema = loss if ema is None else 0.9 * ema + 0.1 * loss
+
+    def _epoch_float(self) -> float:
+        n = len(self.plan(self.state.epoch)) or 1
+        return round(self.state.epoch + self.state.batch_index / n, 4)
+
+    def _eta(self) -> float:
+        # Wall time per step in this session so far, evals and saves included, so the
+        # estimate already counts them at their real rate.
+        done = max(1, self.state.step - self._session_first_step)
+        per_step = (time.perf_counter() - self._session_t0) / done
+        return per_step * (self.state.total_steps - self.state.step)
+
+    def _emit_memory(self) -> None:
+        import torch
+
+        if self.device == "cuda":
+            devs = []
+            for i in range(torch.cuda.device_count()):
+                devs.append({"index": i, "allocated": torch.cuda.memory_allocated(i),
+                             "reserved": torch.cuda.memory_reserved(i),
+                             "peak": torch.cuda.max_memory_allocated(i),
+                             "total": torch.cuda.get_device_properties(i).total_memory})
+            self.emit("memory", devices=devs)
+        else:
+            import psutil
+
+            self.emit("memory", devices=[], process_rss=psutil.Process().memory_info().rss)

@@ -1,0 +1,189 @@
+"""One engine run, start to finish: `python -m engine run RUN_DIR [--resume]`.
+
+Owns the run's lock, event writer and signal handling; turns every failure into an
+`error` event with a hint and a `done` event, so whoever watches always learns how the
+run ended. Tracebacks go to engine.log only.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from engine import __version__, rundir
+from engine import config as C
+from engine.events import EventWriter
+from engine.train.control import Control
+
+OOM_HINT = ("lower train.micro_batch_size (raise train.grad_accum to keep the effective batch), "
+            "turn on train.gradient_checkpointing, use method: qlora, or lower data.max_seq_len")
+
+
+def _versions() -> dict[str, str]:
+    import peft
+    import torch
+    import transformers
+
+    return {"ftwb": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "peft": peft.__version__, "python": sys.version.split()[0]}
+
+
+def _devices() -> list[dict]:
+    import torch
+
+    if not torch.cuda.is_available():
+        return [{"type": "cpu", "name": "cpu", "threads": torch.get_num_threads()}]
+    return [{"type": "cuda", "index": i, "name": torch.cuda.get_device_name(i),
+             "total": torch.cuda.get_device_properties(i).total_memory}
+            for i in range(torch.cuda.device_count())]
+
+
+def _is_oom(e: BaseException) -> bool:
+    import torch
+
+    return isinstance(e, torch.cuda.OutOfMemoryError) or (
+        isinstance(e, RuntimeError) and "out of memory" in str(e).lower())
+
+
+def _tail(text: str, n: int = 12) -> str:
+    return "\n".join(text.rstrip().splitlines()[-n:])
+
+
+def _write_data_json(run_dir: Path, info: dict, resume: bool, emit) -> None:
+    path = run_dir / rundir.DATA
+    if resume and path.exists():
+        old = json.loads(path.read_text())
+        if old.get("content_hash") != info.get("content_hash"):
+            emit("warning", kind="data_changed",
+                 message=f"the dataset at {info.get('source')} changed since this run started "
+                         f"({str(old.get('content_hash'))[:12]} -> {str(info.get('content_hash'))[:12]}); "
+                         "resuming on the new content")
+        else:
+            return
+    C.atomic_write_text(path, json.dumps(info, indent=1, default=str))
+
+
+def _save_adapter(trainer, run_dir: Path) -> Path:
+    from engine.train.model import save_weights
+
+    final = run_dir / rundir.ADAPTER
+    tmp = run_dir / f".tmp-adapter-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_weights(trainer.model, trainer.tok, tmp, trainer.cfg.method)
+    if final.exists():  # a resumed run that had already finished once: keep the old one aside
+        final.rename(run_dir / f"adapter.old-{int(time.time())}")
+    os.replace(tmp, final)
+    return final
+
+
+def run(run_dir: Path, resume: bool = False) -> int:
+    lock = rundir.RunLock(run_dir)
+    try:
+        lock.acquire()
+    except rundir.RunDirError as e:
+        print(f"ftwb engine: {e}", file=sys.stderr)
+        return 3
+    events = EventWriter.from_env(run_dir / rundir.EVENTS)
+    emit = events.emit
+    control = Control().install()
+    status, summary, code = "failed", {}, 1
+    trainer = None
+    try:
+        cfg = C.load(run_dir / rundir.CONFIG)
+        import torch
+
+        from engine.data.load import content_hash
+        from engine.train.model import load_model, pick_device
+
+        torch.manual_seed(cfg.train.seed)
+        device = pick_device()
+        try:
+            data_hash = content_hash(cfg.data.path) if cfg.data.path != "demo" else "demo"
+        except Exception:
+            data_hash = None
+        ckpts = rundir.checkpoints(run_dir) if resume else []
+        if resume and not ckpts:
+            raise C.ConfigError(f"{run_dir} has no complete checkpoint to resume from")
+        resumed_from = int(ckpts[-1].name.split("-")[-1]) if ckpts else None
+        emit("hello", pid=os.getpid(), versions=_versions(), config_hash=cfg.hash(),
+             dataset_hash=data_hash, devices=_devices(), run_dir=str(run_dir), method=cfg.method,
+             model=cfg.model.name_or_path, resumed_from_step=resumed_from)
+
+        emit("phase", phase="loading_model")
+        t0 = time.perf_counter()
+        model, tok = load_model(cfg, device)
+        from engine.train.model import trainable_parameters
+
+        trainable, total = trainable_parameters(model)
+        emit("log", message=f"model loaded in {time.perf_counter() - t0:.1f}s on {device}: "
+                            f"{trainable:,} trainable of {total:,} parameters")
+
+        emit("phase", phase="preparing_data")
+        from engine.data.prepare import prepare
+
+        prepared = prepare(cfg, tok, emit=emit)
+        _write_data_json(run_dir, prepared.data_info, resume, emit)
+
+        from engine.train.loop import NonFiniteLoss, Trainer
+
+        trainer = Trainer(cfg, run_dir, model, tok, prepared.train, prepared.val, device, emit, control)
+        if ckpts:
+            trainer.resume_from(ckpts[-1])
+            emit("log", message=f"resumed from {ckpts[-1].name}")
+        try:
+            outcome = trainer.run()
+        except NonFiniteLoss as e:
+            last = trainer.state.last_checkpoint
+            emit("warning", kind="nan", step=trainer.state.step + 1,
+                 message=f"{e}; stopping. The last good checkpoint is {last or 'none (no checkpoint yet)'}. "
+                         "Try a lower train.learning_rate or train.max_grad_norm")
+            summary = {"reason": "non_finite_loss", "last_good_checkpoint": last, "steps": trainer.state.step}
+            return 1
+        if outcome == "stopped":
+            status, code = "stopped", 0
+        else:
+            if prepared.val:
+                trainer.final_eval()
+            emit("phase", phase="saving")
+            adapter = _save_adapter(trainer, run_dir)
+            status, code = "completed", 0
+            summary["adapter"] = str(adapter)
+            if outcome == "early_stopped":
+                summary["early_stopped"] = True
+        st = trainer.state
+        summary.update({"steps": st.step, "total_steps": st.total_steps, "tokens_seen": st.tokens_seen,
+                        "best_val_loss": st.best_val_loss, "best_step": st.best_step,
+                        "last_checkpoint": st.last_checkpoint, "train_time_s": round(st.train_time_s, 2)})
+        return code
+    except C.ConfigError as e:
+        emit("error", kind="config", message=str(e), hint="fix the config and start a new run")
+        return 1
+    except Exception as e:  # noqa: BLE001 - every failure must end in error + done events
+        from engine.data.errors import DataError
+        from engine.train.model import ModelError
+
+        tb = traceback.format_exc()
+        print(tb, file=sys.stderr)
+        if isinstance(e, DataError):
+            emit("error", kind="data", message=str(e), hint="fix the dataset (ftwb data check FILE) or data.format")
+        elif isinstance(e, ModelError):
+            emit("error", kind="config", message=str(e), hint="fix model.name_or_path")
+        elif _is_oom(e):
+            shape = getattr(trainer, "_current_shape", None)
+            emit("error", kind="oom", message=f"CUDA out of memory on a batch of shape {shape}",
+                 batch_shape=list(shape) if shape else None, hint=OOM_HINT, traceback_tail=_tail(tb, 4))
+        else:
+            emit("error", kind="crash", message=f"{type(e).__name__}: {e}", hint="see engine.log in the run directory",
+                 traceback_tail=_tail(tb))
+        return 1
+    finally:
+        if status == "failed" and trainer is not None:
+            summary.setdefault("steps", trainer.state.step)
+            summary.setdefault("last_checkpoint", trainer.state.last_checkpoint)
+        emit("done", status=status, summary=summary)
+        events.close()
+        lock.release()
