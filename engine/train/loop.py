@@ -8,6 +8,7 @@ plan of each epoch is a pure function of (seed, epoch), so the data position is 
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +22,10 @@ from engine.train.loss import batch_loss
 from engine.train.schedule import make_scheduler
 
 SPIKE_FACTOR = 3.0  # a loss this many times the recent average is reported as a spike
+
+# Fault injection for tests of the failure paths on machines without the hardware to hit
+# them for real: FTWB_INJECT_FAULT=oom@3 raises CUDA OOM at step 3, nan@3 a NaN loss.
+_FAULT = os.environ.get("FTWB_INJECT_FAULT", "")
 
 
 class NonFiniteLoss(RuntimeError):
@@ -127,6 +132,8 @@ class Trainer:
             (loss_sum / n_trained).backward()
             loss_total += float(loss_sum.detach())
         loss = loss_total / n_trained
+        if _FAULT:
+            loss = self._inject(loss)
         if not math.isfinite(loss):
             self.optimizer.zero_grad(set_to_none=True)
             raise NonFiniteLoss(f"loss became {loss} at step {self.state.step + 1}")
@@ -145,6 +152,17 @@ class Trainer:
         self.state.tokens_seen += n_tokens
         self.state.trained_tokens += n_trained
         return {"loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens": n_tokens, "trained": n_trained}
+
+    def _inject(self, loss: float) -> float:
+        kind, _, at = _FAULT.partition("@")
+        if at.isdigit() and self.state.step + 1 == int(at):
+            if kind == "oom":
+                import torch
+
+                raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected)")
+            if kind == "nan":
+                return float("nan")
+        return loss
 
     # ------------------------------------------------------------ eval
     def evaluate(self) -> tuple[float, float] | None:
