@@ -1,0 +1,166 @@
+"""Dataset checks: the registry of check ids and the runner that applies them all.
+
+A check looks at raw rows (list of dicts, as loaded) and says what is wrong where, as
+Findings. Structure checks live in checks_chat, text checks in checks_text, personal
+data and secrets in pii, duplicates and leakage in dedup; this module ties them together
+so the TUI and `ftwb data check` report the same thing.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass
+class Finding:
+    check: str
+    severity: Severity
+    row: int                  # 0-based row index (-1: the whole dataset; source record for invalid_json)
+    line: int | None          # 1-based source line, where the source has lines
+    message: str
+    group: int | None = None  # duplicate group id
+    span: tuple[int, int] | None = None  # char span inside `field`'s text (PII, secrets)
+    field: str | None = None  # where in the row, e.g. "messages[2].content"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["span"] = list(self.span) if self.span else None
+        return d
+
+
+@dataclass(frozen=True)
+class CheckInfo:
+    id: str
+    severity: Severity
+    description: str
+    formats: tuple[str, ...] = ()  # empty: every format
+
+
+_CONV = ("chat", "sharegpt", "preference")
+_E, _W = "error", "warning"
+CHECKS: dict[str, CheckInfo] = {c.id: c for c in (
+    CheckInfo("invalid_json", _E, "a record could not be read (bad JSON, bad bytes, ragged CSV row)"),
+    CheckInfo("missing_messages", _E, "no conversation list (messages / conversations) or it is empty", _CONV),
+    CheckInfo("missing_role", _E, "a turn has no role (or from) field", _CONV),
+    CheckInfo("missing_content", _E, "a turn has no content (or value) field", _CONV),
+    CheckInfo("unknown_role", _E, "a turn's role is not system/user/assistant/tool (or a sharegpt alias)", _CONV),
+    CheckInfo("non_string_content", _E, "a turn's content is neither text nor a list of content parts", _CONV),
+    CheckInfo("no_assistant", _E, "the conversation has no assistant turn to train on", _CONV),
+    CheckInfo("empty_assistant", _E, "an assistant turn (or chosen/rejected answer) is empty", _CONV),
+    CheckInfo("role_order", _W, "user and assistant turns do not alternate", _CONV),
+    CheckInfo("system_not_first", _W, "a system turn is not the first turn, or there is more than one", _CONV),
+    CheckInfo("last_not_assistant", _W, "the conversation does not end with an assistant turn", ("chat", "sharegpt")),
+    CheckInfo("tool_without_call", _W, "a tool result follows no assistant tool call", _CONV),
+    CheckInfo("special_token_in_content", _W, "text contains a literal special token such as <|im_end|> or </s>"),
+    CheckInfo("encoding", _W, "mojibake (Ã©, â€™), U+FFFD or control characters in the text"),
+    CheckInfo("exact_duplicate", _W, "the same text as an earlier row (after case and whitespace folding)"),
+    CheckInfo("near_duplicate", _W, "nearly the same text as an earlier row (MinHash, confirmed by Jaccard)"),
+    CheckInfo("train_val_leak", _E, "the row also appears, exactly or nearly, in the validation rows"),
+    CheckInfo("pii_email", _W, "an e-mail address"),
+    CheckInfo("pii_phone", _W, "a phone number"),
+    CheckInfo("pii_credit_card", _W, "a payment card number (Luhn-valid)"),
+    CheckInfo("pii_iban", _W, "an IBAN (checksum-valid)"),
+    CheckInfo("pii_ip", _W, "a public IP address"),
+    CheckInfo("secret_aws_key", _E, "an AWS access key id"),
+    CheckInfo("secret_private_key", _E, "a private key block"),
+    CheckInfo("secret_token", _E, "an API token (GitHub, Slack, OpenAI, Stripe, Google, Hugging Face, GitLab)"),
+    CheckInfo("overlong", _W, "longer than max_seq_len tokens once rendered"),
+    CheckInfo("empty_text", _E, "the text field is missing or empty", ("completion",)),
+    CheckInfo("empty_instruction", _E, "the instruction is missing or empty", ("alpaca",)),
+    CheckInfo("empty_output", _E, "the output is missing or empty", ("alpaca",)),
+    CheckInfo("chosen_equals_rejected", _E, "chosen and rejected answers are the same", ("preference",)),
+    CheckInfo("too_few_rows", _E, "fewer than 10 usable rows: too few to fine-tune on"),
+)}
+
+MIN_ROWS = 10
+
+
+def make(check: str, row: int, line: int | None, message: str, **kw: Any) -> Finding:
+    return Finding(check, CHECKS[check].severity, row, line, message, **kw)
+
+
+def problems_to_findings(problems: list[Any]) -> list[Finding]:
+    """LoadResult.problems (records the loader could not read) as invalid_json findings."""
+    return [make("invalid_json", p.row, p.line, p.message) for p in problems]
+
+
+def run_checks(rows: list[dict], lines: list[int | None] | None, fmt: str, *, tokenizer: Any = None,
+               max_seq_len: int | None = None, val_rows: list[dict] | None = None, near_dup: bool = True,
+               shingle: int = 5, threshold: float = 0.8, only: set[str] | None = None,
+               shingle_unit: str = "char") -> list[Finding]:
+    """Every finding for `rows` (in `fmt`), sorted by row. `only` limits the check ids run."""
+    from engine.data import checks_chat, checks_text, dedup, pii
+
+    def want(cid: str) -> bool:
+        info = CHECKS[cid]
+        return (only is None or cid in only) and (not info.formats or fmt in info.formats)
+
+    lines = list(lines) if lines is not None else [None] * len(rows)
+    lines += [None] * (len(rows) - len(lines))
+    out: list[Finding] = []
+    pii_kinds = {k for k in pii.KINDS if want(k)}
+    for i, row in enumerate(rows):
+        line = lines[i]
+        found = checks_chat.check_row(row, fmt, i, line) + checks_text.check_row(row, fmt, i, line)
+        if pii_kinds:
+            for path, text in checks_text.strings(row):
+                for m in pii.find_pii(text, pii_kinds):
+                    found.append(make(m.kind, i, line, f"{CHECKS[m.kind].description} in {path}: "
+                                      f"{_mask(m.text)}", span=(m.start, m.end), field=path))
+        out.extend(f for f in found if want(f.check))
+
+    texts = None
+    if want("exact_duplicate") or (near_dup and want("near_duplicate")):
+        texts = [checks_chat.row_text(r, fmt) for r in rows]
+        res = dedup.find_duplicates(texts, near=near_dup and want("near_duplicate"), threshold=threshold,
+                                    shingle=shingle, unit=shingle_unit)
+        best: dict[int, float] = {}
+        for (a, b), s in res.similarity.items():
+            best[b] = max(best.get(b, 0.0), s)
+        gid = 0
+        for grp in res.exact_groups:
+            gid += 1
+            if want("exact_duplicate"):
+                for r in grp[1:]:
+                    out.append(make("exact_duplicate", r, lines[r], f"same text as row {grp[0]}", group=gid))
+        for grp in res.near_groups:
+            gid += 1
+            for r in grp[1:]:
+                sim = best.get(r, threshold)
+                out.append(make("near_duplicate", r, lines[r], f"near-duplicate of row {grp[0]} "
+                                f"(similarity {sim:.2f})", group=gid))
+    if val_rows and want("train_val_leak"):
+        texts = texts or [checks_chat.row_text(r, fmt) for r in rows]
+        val_texts = [checks_chat.row_text(r, fmt) for r in val_rows]
+        for a, b, sim in dedup.find_leaks(texts, val_texts, near=near_dup, threshold=threshold,
+                                          shingle=shingle, unit=shingle_unit):
+            kind = "the same as" if sim >= 1.0 else f"nearly the same as ({sim:.2f})"
+            out.append(make("train_val_leak", a, lines[a], f"{kind} validation row {b}"))
+    if tokenizer is not None and max_seq_len and want("overlong"):
+        out.extend(checks_text.overlong(rows, lines, fmt, tokenizer, max_seq_len))
+    if want("too_few_rows"):
+        bad = {f.row for f in out if f.severity == "error"}
+        usable = sum(1 for i in range(len(rows)) if i not in bad)
+        if usable < MIN_ROWS:
+            out.append(make("too_few_rows", -1, None, f"only {usable} usable rows (of {len(rows)}); "
+                            f"fine-tuning needs at least {MIN_ROWS}, and a few hundred to learn much"))
+    out.sort(key=lambda f: (f.row, f.check))
+    return out
+
+
+def _mask(s: str) -> str:
+    """Show enough of a match to find it, not enough to leak it in a report."""
+    s = s.replace("\n", " ")
+    if len(s) <= 8:
+        return s[:2] + "*" * (len(s) - 2)
+    return s[:4] + "*" * min(len(s) - 6, 12) + s[-2:]
+
+
+def counts(findings: list[Finding]) -> dict[str, int]:
+    """Findings per check id, errors first, then by count."""
+    c = Counter(f.check for f in findings)
+    return dict(sorted(c.items(), key=lambda kv: (CHECKS[kv[0]].severity != "error" if kv[0] in CHECKS else 1,
+                                                  -kv[1], kv[0])))
