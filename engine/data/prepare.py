@@ -1,0 +1,125 @@
+"""From config to tokenised splits: load -> detect -> normalise -> split -> tokenise (cached)."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.data.detect import detect_format
+from engine.data.errors import DataError, RowProblem
+from engine.data.load import content_hash, load_rows
+from engine.data.normalize import normalize_rows
+from engine.data.split import split_indices
+from engine.data.template import ensure_chat_template
+from engine.data.tokenize import tokenize_all
+
+SUM_KEYS = ("rows_in", "rows_out", "truncated", "dropped_overlong", "dropped_no_trainable", "dropped_template",
+            "truncated_cut_assistant", "tokens", "trainable_tokens")
+
+
+@dataclass
+class Prepared:
+    train: list[dict]
+    val: list[dict]
+    test: list[dict]
+    test_examples: list[dict]
+    fmt: str
+    fmt_reason: str
+    stats: dict
+    problems: list[RowProblem]
+    data_info: dict = field(default_factory=dict)
+
+
+def _manifest(source: str) -> dict:
+    """A dataset version written by the cleaning tool has `<path>.manifest.json` beside it."""
+    p = Path(source + ".manifest.json")
+    if not p.is_file():
+        return {}
+    try:
+        m = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: m.get(k) for k in ("version", "operations")} if isinstance(m, dict) else {}
+
+
+def _first(problems: list[RowProblem], n: int = 5) -> list[dict]:
+    return [p.to_dict() for p in problems[:n]]
+
+
+def prepare(cfg, tokenizer, emit=None) -> Prepared:
+    emit = emit or (lambda type_, **fields: None)
+    d = cfg.data
+    loaded = load_rows(d.path)
+    source = loaded.source
+    if d.format == "auto":
+        try:
+            fmt, reason = detect_format(loaded.rows)
+        except DataError as e:
+            hint = f"; first problem: {loaded.problems[0].message}" if loaded.problems else ""
+            raise DataError(f"{source}: {e}{hint}") from None
+    else:
+        fmt, reason = d.format, "set by data.format"
+    examples, rows, norm_problems = normalize_rows(loaded, fmt)
+    problems = loaded.problems + norm_problems
+    if not examples:
+        listed = "; ".join(p.message for p in problems[:3]) or "no rows"
+        raise DataError(f"{source}: no usable rows as {fmt} ({listed}); fix these rows or set data.format")
+
+    ensure_chat_template(tokenizer, getattr(cfg.model, "chat_template", None))
+    parts = split_indices(len(examples), d.val_split, d.test_split, d.split_seed)
+    digest = content_hash(source if loaded.kind != "hub" else d.path)
+    out: dict[str, list[dict]] = {}
+    stats: dict = {k: 0 for k in SUM_KEYS}
+    stats["splits"] = {}
+    dropped_rows = []
+    for name in ("train", "val", "test"):
+        idx = parts[name]
+        items, st = tokenize_all(tokenizer, [examples[i] for i in idx], d.train_on, d.max_seq_len, d.overlong,
+                                 rows=[rows[i] for i in idx], cache_extra=f"{digest}:{fmt}:{name}")
+        out[name] = items
+        stats["splits"][name] = st
+        for k in SUM_KEYS:
+            stats[k] += st.get(k, 0)
+        dropped_rows += st.get("dropped_rows", [])
+        stats["cache"] = st.get("cache")
+    # Rows dropped while tokenising are problems too, with their line where the source has lines.
+    for dr in dropped_rows:
+        line = loaded.lines[dr["row"]] if dr["row"] < len(loaded.lines) else None
+        where = f"line {line}" if line is not None else f"row {dr['row']}"
+        problems.append(RowProblem(dr["row"], line, f"{where}: dropped: {dr['reason']}"))
+    if not out["train"]:
+        listed = "; ".join(p.message for p in problems[:3]) or "every row was dropped"
+        raise DataError(f"{source}: no training examples left after tokenising ({listed}); "
+                        "raise data.max_seq_len or set data.overlong: truncate")
+
+    dropped = stats["dropped_overlong"] + stats["dropped_no_trainable"] + stats["dropped_template"]
+    emit("data", rows=len(loaded.rows), usable=len(examples), format=fmt, format_reason=reason,
+         train=len(out["train"]), val=len(out["val"]), test=len(out["test"]), truncated=stats["truncated"],
+         dropped=dropped, tokens=stats["tokens"], trainable_tokens=stats["trainable_tokens"],
+         problems=len(problems), first_problems=_first(problems), cache=stats.get("cache"))
+    if stats["truncated"] or dropped:
+        bits = []
+        if stats["truncated"]:
+            bits.append(f"{stats['truncated']} examples truncated to {d.max_seq_len} tokens"
+                        + (f" ({stats['truncated_cut_assistant']} lose part of an answer)"
+                           if stats["truncated_cut_assistant"] else ""))
+        if stats["dropped_overlong"]:
+            bits.append(f"{stats['dropped_overlong']} dropped as longer than {d.max_seq_len} tokens")
+        if stats["dropped_no_trainable"]:
+            bits.append(f"{stats['dropped_no_trainable']} dropped with no trainable tokens")
+        if stats["dropped_template"]:
+            bits.append(f"{stats['dropped_template']} dropped because the chat template refused them")
+        emit("warning", kind="truncation", message="; ".join(bits) + "; consider raising data.max_seq_len")
+
+    version = _manifest(source)
+    data_info = {
+        "source": source, "content_hash": digest, "kind": loaded.kind, "format": fmt, "format_reason": reason,
+        "rows_total": len(loaded.rows) + len(loaded.problems), "rows_usable": len(examples),
+        "splits": {k: len(v) for k, v in out.items()}, "split_seed": d.split_seed, "problems": len(problems),
+        "version": version.get("version"),
+    }
+    if version.get("operations") is not None:
+        data_info["operations"] = version["operations"]
+    return Prepared(train=out["train"], val=out["val"], test=out["test"],
+                    test_examples=[examples[i] for i in parts["test"]], fmt=fmt, fmt_reason=reason,
+                    stats=stats, problems=problems, data_info=data_info)
