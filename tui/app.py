@@ -1,0 +1,199 @@
+"""FtwbApp: the declarative head of the TUI. Screens, keys, themes and run control
+entry points; the work is in tui/screens, tui/widgets and tui/services."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+
+from engine import rundir
+from tui.screens.config import ConfigScreen
+from tui.screens.data import DataScreen
+from tui.screens.dialogs import HelpScreen, QuitDialog
+from tui.screens.runs import RunsScreen
+from tui.screens.train import TrainScreen
+from tui.services.engine_client import ControlError, RunSession
+from tui.services.open_target import OpenError, Target, resolve
+
+SCREENS = (("data", "Data", "1", "d"), ("config", "Config", "2", "c"),
+           ("train", "Train", "3", "t"), ("runs", "Runs", "4", "r"))
+COMPACT_BELOW = (120, 36)   # width, height: under either, the compact layout
+ROOMY_FROM = (160, 45)
+
+
+def default_theme() -> str:
+    """Truecolor terminals get ftwb-dark; anything else (COLORTERM lost over SSH) ftwb-256."""
+    return "ftwb-dark" if os.environ.get("COLORTERM", "").lower() in ("truecolor", "24bit") else "ftwb-256"
+
+
+class FtwbApp(App[int]):
+    TITLE = "ftwb"
+    CSS_PATH = "app.tcss"
+    MODES = {"data": DataScreen, "config": ConfigScreen, "train": TrainScreen, "runs": RunsScreen}
+    BINDINGS = [
+        *(Binding(f"{num},{key}", f"switch_mode('{mode}')", label, show=False, tooltip=f"{label} screen")
+          for mode, label, num, key in SCREENS),
+        Binding("f1", "help", "Help", tooltip="Keys of this screen"),
+        Binding("q", "quit", "Quit", tooltip="Quit (asks about a live run)"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+    ]
+
+    def __init__(self, target: Target, theme: str | None = None, ascii_charts: bool = False,
+                 runs_dir: str | None = None, sample_devices: bool = True):
+        super().__init__()
+        from themes import THEMES
+
+        for t in THEMES:
+            self.register_theme(t)
+        self.theme = theme or default_theme()
+        self.target = target
+        self.config = target.config
+        self.config_path = target.config_path
+        self.ascii_charts = ascii_charts
+        self.runs_dir = rundir.default_runs_dir(runs_dir, target.config.output.runs_dir
+                                                if target.config.output.runs_dir != "runs" else None)
+        self.sample_devices = sample_devices
+        self.session: RunSession | None = None
+
+    def on_mount(self) -> None:
+        if self.target.run_dir is not None:
+            self.open_run(self.target.run_dir)
+        self.switch_mode(self.target.mode)
+        self._apply_size_classes(self.size.width, self.size.height)
+
+    def on_resize(self, event) -> None:
+        self._apply_size_classes(event.size.width, event.size.height)
+
+    def _apply_size_classes(self, w: int, h: int) -> None:
+        self.set_class(w < COMPACT_BELOW[0] or h < COMPACT_BELOW[1], "compact")
+        self.set_class(w >= ROOMY_FROM[0] and h >= ROOMY_FROM[1], "roomy")
+
+    # ------------------------------------------------------------ run control
+    def open_run(self, run_dir: str | Path) -> None:
+        """Attach to a run (replay, then follow) and show it on the Train screen."""
+        if self.session is not None and self.session.run_dir == Path(run_dir):
+            return
+        try:
+            new = RunSession.attach(run_dir)
+        except ControlError as e:
+            self.notify(str(e), severity="error")
+            return
+        self._replace_session(new)
+
+    def _replace_session(self, new: RunSession) -> None:
+        if self.session is not None:
+            self.session.detach()  # the old run (if live) keeps training
+        self.session = new
+
+    def _control(self, fn, done: str) -> None:
+        try:
+            result = fn()
+        except ControlError as e:
+            self.notify(str(e), severity="error", timeout=8)
+            return
+        if done:
+            self.notify(done.format(result=result))
+
+    def action_start_run(self) -> None:
+        if self.session is not None and self.session.is_live():
+            self.notify("A run is already live here; stop it (x) or open another view first.", severity="warning")
+            return
+
+        def start():
+            s = RunSession.launch(self.config, str(self.runs_dir))
+            self._replace_session(s)
+            return s.run_dir.name
+        self._control(start, "Started {result}")
+        self.switch_mode("train")
+
+    def action_stop_run(self) -> None:
+        if self.session is None:
+            self.notify("No run is open.", severity="warning")
+            return
+        self._control(self.session.stop, "Stopping (pid {result}): it finishes the step and saves a checkpoint")
+
+    def action_save_now(self) -> None:
+        if self.session is None:
+            self.notify("No run is open.", severity="warning")
+            return
+        self._control(self.session.save_now, "Asked the engine (pid {result}) to save a checkpoint now")
+
+    def action_resume_run(self, run_dir: str | None = None) -> None:
+        target = Path(run_dir) if run_dir else (self.session.run_dir if self.session else None)
+        if target is None:
+            self.notify("No run to resume: open one on the Runs screen.", severity="warning")
+            return
+
+        def resume():
+            s = RunSession.resume(target)
+            self._replace_session(s)
+            return target.name
+        self._control(resume, "Resuming {result} from its last checkpoint")
+        self.switch_mode("train")
+
+    # ------------------------------------------------------------ quit, help, palette
+    def action_quit(self) -> None:
+        s = self.session
+        if s is None or not s.is_live():
+            self.exit(0)
+            return
+
+        def chosen(what: str | None) -> None:
+            if what == "stop":
+                try:
+                    s.stop()
+                except ControlError as e:
+                    self.notify(str(e), severity="error")
+                    return
+                s.detach()
+                self.exit(0)
+            elif what == "detach":
+                s.detach()
+                self.exit(0)
+        self.push_screen(QuitDialog(s.run_dir.name), chosen)
+
+    def action_help(self) -> None:
+        rows, seen = [], set()
+        for key, ab in self.screen.active_bindings.items():
+            b = ab.binding
+            if b.action in seen or not b.description:
+                continue
+            seen.add(b.action)
+            rows.append((b.key_display or key, b.description, b.tooltip or ""))
+        rows += [("1-4 / d c t r", "Screens", "Data, Config, Train, Runs"), ("ctrl+p", "Palette", "all commands")]
+        self.push_screen(HelpScreen(type(self.screen).__name__.replace("Screen", ""), rows))
+
+    def get_system_commands(self, screen):
+        yield from super().get_system_commands(screen)
+        for mode, label, num, _ in SCREENS:
+            yield SystemCommand(f"Screen: {label}", f"Go to the {label} screen ({num})",
+                                lambda m=mode: self.switch_mode(m))
+        from themes import NAMES
+
+        for name in NAMES:
+            yield SystemCommand(f"Theme: {name}", "Switch the colour theme", lambda n=name: setattr(self, "theme", n))
+        yield SystemCommand("Run: start", "Start a run from the current config (s)", self.action_start_run)
+        yield SystemCommand("Run: stop", "Stop the open run with a checkpoint (x)", self.action_stop_run)
+        yield SystemCommand("Run: save now", "Checkpoint the open run now (k)", self.action_save_now)
+        yield SystemCommand("Run: resume", "Resume the open run from its last checkpoint (u)", self.action_resume_run)
+
+
+def run_app(path: str | None = None, theme: str | None = None, ascii_charts: bool = False,
+            runs_dir: str | None = None, attach: str | None = None, attach_latest: bool = False) -> int:
+    import sys
+
+    from themes import NAMES
+
+    if theme is not None and theme not in NAMES:
+        print(f"ftwb: unknown theme {theme!r}; choose one of {', '.join(NAMES)}", file=sys.stderr)
+        return 2
+    try:
+        target = resolve(path, runs_dir, attach, attach_latest)
+    except OpenError as e:
+        print(f"ftwb: {e}", file=sys.stderr)
+        return 2
+    app = FtwbApp(target, theme=theme, ascii_charts=ascii_charts, runs_dir=runs_dir)
+    rc = app.run()
+    return int(rc or 0)

@@ -1,0 +1,1 @@
+"""Services: engine client, run state, GPU probe, series buffers. No widget code here."""

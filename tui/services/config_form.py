@@ -1,0 +1,82 @@
+"""Config <-> form values for the Config screen: which editor each field gets, and how
+the text a user typed becomes the value engine.config validates. Plain Python."""
+from __future__ import annotations
+
+from typing import Any, Literal, Union, get_args, get_origin
+
+from engine import config as C
+
+TOP = "run"  # group name of top-level fields such as `method`
+
+
+def fields() -> list[tuple[str, str, dict]]:
+    """(group, dotted path, metadata) in schema order."""
+    out = []
+    for path, meta in C.field_help().items():
+        group = path.split(".", 1)[0] if "." in path else TOP
+        out.append((group, path, meta))
+    return out
+
+
+def kind(meta: dict) -> str:
+    tp = meta["type"]
+    if tp is bool:
+        return "bool"
+    if get_origin(tp) is Literal:
+        return "choice"
+    return "text"
+
+
+def choices(meta: dict) -> list:
+    return list(get_args(meta["type"]))
+
+
+def get(cfg_dict: dict, path: str) -> Any:
+    d: Any = cfg_dict
+    for part in path.split("."):
+        d = d[part]
+    return d
+
+
+def put(cfg_dict: dict, path: str, value: Any) -> None:
+    parts = path.split(".")
+    d = cfg_dict
+    for part in parts[:-1]:
+        d = d[part]
+    d[parts[-1]] = value
+
+
+def to_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value)
+    return str(value)
+
+
+def from_text(text: str, meta: dict) -> Any:
+    """Parse an input box; anything unparseable is passed on as text so the schema's
+    own error message (naming field, value and what is allowed) reaches the user."""
+    tp = meta["type"]
+    s = text.strip()
+    args = get_args(tp)
+    optional = get_origin(tp) is Union and type(None) in args
+    if s == "" and optional:
+        return None
+    base = tp
+    if get_origin(tp) is Union:
+        non_none = [a for a in args if a is not type(None)]
+        if any(get_origin(a) is list for a in non_none):
+            return [p.strip() for p in s.split(",") if p.strip()] if "," in s else s
+        base = non_none[0] if len(non_none) == 1 else str
+    if base is int:
+        try:
+            return int(s)
+        except ValueError:
+            return s
+    if base is float:
+        try:
+            return float(s)
+        except ValueError:
+            return s
+    return s

@@ -1,0 +1,1 @@
+"""Widgets: charts, gauges, the progress panel and the event log."""

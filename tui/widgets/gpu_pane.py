@@ -1,0 +1,122 @@
+"""GpuPane: per-GPU memory bar, utilisation, temperature, power and a short history,
+beside the engine's own allocated/reserved/peak numbers. Without a GPU it says so and
+shows the engine process's CPU and RAM instead.
+
+Sampling runs on tui.services.gpu_probe.Sampler's thread and arrives here as messages.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+from rich.text import Text
+from textual.message import Message
+from textual.widget import Widget
+
+from tui.services.gpu_probe import ProbeSnapshot, Sampler
+from tui.widgets.braille import sparkline
+from tui.widgets.gauge import bar, human_bytes, na
+
+
+class GpuPane(Widget):
+    DEFAULT_CSS = """
+    GpuPane { height: auto; min-height: 3; }
+    """
+
+    class Sampled(Message):
+        def __init__(self, snapshot: ProbeSnapshot):
+            super().__init__()
+            self.snapshot = snapshot
+
+    def __init__(self, ascii_mode: bool = False, pid_source: Callable[[], int | None] = lambda: None,
+                 sample: bool = True, **kw):
+        super().__init__(**kw)
+        self.ascii_mode = ascii_mode
+        self.pid_source = pid_source
+        self.sample = sample
+        self.snapshot: ProbeSnapshot | None = None
+        self.engine_memory: list[dict] = []
+        self._sampler: Sampler | None = None
+
+    def on_mount(self) -> None:
+        if self.sample:
+            self._sampler = Sampler(self._from_thread, self.pid_source).start()
+
+    def on_unmount(self) -> None:
+        if self._sampler is not None:
+            self._sampler.stop()
+
+    def _from_thread(self, snap: ProbeSnapshot) -> None:
+        try:
+            self.app.call_from_thread(self.post_message, self.Sampled(snap))
+        except Exception:
+            pass  # the app is shutting down
+
+    def on_gpu_pane_sampled(self, msg: "GpuPane.Sampled") -> None:
+        self.snapshot = msg.snapshot
+        self.refresh(layout=True)
+
+    def set_engine_memory(self, devices: list[dict]) -> None:
+        if devices != self.engine_memory:
+            self.engine_memory = devices
+            self.refresh(layout=True)
+
+    def get_content_height(self, container, viewport, width: int) -> int:
+        return len(self._lines(width))
+
+    def render(self) -> Text:
+        return Text("\n").join(self._lines(self.content_size.width))
+
+    def _lines(self, width: int) -> list[Text]:
+        width = max(width, 20)
+        snap = self.snapshot
+        out: list[Text] = []
+        if snap is None:
+            out.append(Text("sampling devices...", style="dim"))
+        elif snap.gpus:
+            compact = self.has_class("compact") or self.app.has_class("compact")
+            for g in snap.gpus:
+                frac = g.mem_used / g.mem_total if g.mem_used is not None and g.mem_total else None
+                t = Text(no_wrap=True, overflow="ellipsis")
+                t.append(f"GPU{g.index} ", "bold")
+                num = f" {human_bytes(g.mem_used)}/{human_bytes(g.mem_total)}"
+                t.append(bar(frac, max(width - len(t.plain) - len(num), 4), self.ascii_mode), "green")
+                t.append(num)
+                out.append(t)
+                d = Text(no_wrap=True, overflow="ellipsis")
+                d.append(" util ", "dim")
+                d.append(na(g.util, unit="%"))
+                d.append("  temp ", "dim")
+                d.append(na(g.temp, unit="°C" if not self.ascii_mode else "C"))
+                d.append("  power ", "dim")
+                d.append(na(g.power, unit=" W") + (f"/{g.power_limit:.0f} W" if g.power_limit else ""))
+                out.append(d)
+                hist = snap.util_history.get(g.index)
+                if hist and not compact:
+                    h = Text(" util ", style="dim", no_wrap=True)
+                    h.append_text(sparkline(hist, max(width - 6, 4), self.ascii_mode, style="cyan"))
+                    out.append(h)
+        else:
+            out.append(Text(snap.no_gpu_reason or "No GPU found.", style="yellow", no_wrap=False))
+            p = snap.proc
+            if p is None or p.pid is None:
+                out.append(Text(" engine: no live engine process", style="dim"))
+            else:
+                t = Text(no_wrap=True, overflow="ellipsis")
+                t.append(f" engine pid {p.pid} ", "bold")
+                t.append("CPU ", "dim")
+                t.append(na(p.cpu, unit="%"))
+                out.append(t)
+                frac = p.rss / p.ram_total if p.rss is not None and p.ram_total else None
+                r = Text(no_wrap=True, overflow="ellipsis")
+                r.append(" RAM ", "dim")
+                num = f" {human_bytes(p.rss)}/{human_bytes(p.ram_total)}"
+                r.append(bar(frac, max(width - 5 - len(num), 4), self.ascii_mode), "green")
+                r.append(num)
+                out.append(r)
+        for d in self.engine_memory:
+            t = Text(no_wrap=True, overflow="ellipsis")
+            t.append(f" engine dev{d.get('index', '?')} ", "dim")
+            t.append(f"alloc {human_bytes(d.get('allocated'))}  res {human_bytes(d.get('reserved'))}  "
+                     f"peak {human_bytes(d.get('peak'))}")
+            out.append(t)
+        return out
