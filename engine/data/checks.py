@@ -76,6 +76,9 @@ CHECKS: dict[str, CheckInfo] = {c.id: c for c in (
 )}
 
 MIN_ROWS = 10
+_LABEL = {"pii_email": "e-mail address", "pii_phone": "phone number", "pii_credit_card": "card number",
+          "pii_iban": "IBAN", "pii_ip": "public IP", "secret_aws_key": "AWS key id",
+          "secret_private_key": "private key", "secret_token": "API token"}
 
 
 def make(check: str, row: int, line: int | None, message: str, **kw: Any) -> Finding:
@@ -108,8 +111,8 @@ def run_checks(rows: list[dict], lines: list[int | None] | None, fmt: str, *, to
         if pii_kinds:
             for path, text in checks_text.strings(row):
                 for m in pii.find_pii(text, pii_kinds):
-                    found.append(make(m.kind, i, line, f"{CHECKS[m.kind].description} in {path}: "
-                                      f"{_mask(m.text)}", span=(m.start, m.end), field=path))
+                    found.append(make(m.kind, i, line, f"{_LABEL[m.kind]} in {path}: {_mask(m.text)}",
+                                      span=(m.start, m.end), field=path))
         out.extend(f for f in found if want(f.check))
 
     texts = None

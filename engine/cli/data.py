@@ -1,0 +1,264 @@
+"""`ftwb data check FILE` and `ftwb data split FILE`: dataset checks and splits, headless.
+
+Exit codes (check): 0 no error-severity findings, 1 some, 2 the file or the arguments
+cannot be used. Heavy imports (transformers) happen only when --model is given.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EXAMPLES_PER_CHECK = 3
+
+
+def register(sub) -> None:
+    p = sub.add_parser("data", help="dataset checks and splits (ftwb data check FILE)")
+    dsub = p.add_subparsers(dest="data_command", metavar="ACTION")
+    p.set_defaults(func=lambda a: _usage(p))
+
+    c = dsub.add_parser("check", help="check a dataset: structure, encoding, duplicates, PII, secrets, length")
+    c.add_argument("file", help="dataset file (.jsonl, .json, .csv, .parquet) or saved dataset directory")
+    c.add_argument("--json", action="store_true", help="machine-readable output")
+    c.add_argument("--format", choices=("chat", "sharegpt", "alpaca", "completion", "preference"),
+                   help="row format (default: detected)")
+    c.add_argument("--model", help="local model/tokenizer directory: enables the overlong check")
+    c.add_argument("--max-seq-len", type=int, default=None, help="token limit for the overlong check (default 2048)")
+    c.add_argument("--threshold", type=float, default=0.8, help="near-duplicate Jaccard threshold (default 0.8)")
+    c.add_argument("--shingle", type=int, default=5, help="near-duplicate shingle size (default 5)")
+    c.add_argument("--words", action="store_true", help="shingle words instead of characters (try --shingle 3)")
+    c.add_argument("--no-near", action="store_true", help="skip near-duplicate detection")
+    c.add_argument("--val", help="validation file: report rows that leak into it")
+    c.set_defaults(func=run_check)
+
+    s = dsub.add_parser("split", help="split a dataset into train/val/test JSONL files")
+    s.add_argument("file", help="dataset file")
+    s.add_argument("--val", type=float, default=0.1, help="validation fraction (default 0.1)")
+    s.add_argument("--test", type=float, default=0.0, help="test fraction (default 0)")
+    s.add_argument("--seed", type=int, default=42, help="shuffle seed (default 42)")
+    s.add_argument("--stratify", help="field whose values keep their proportions in every split")
+    s.add_argument("--out", help="output directory (default: next to FILE, <stem>-split)")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.set_defaults(func=run_split)
+
+
+def _usage(p: argparse.ArgumentParser) -> int:
+    p.print_help(sys.stderr)
+    return 2
+
+
+def _fail(cmd: str, msg: str) -> int:
+    print(f"ftwb data {cmd}: {msg}", file=sys.stderr)
+    return 2
+
+
+def _emit(text: str) -> None:
+    """Print, quietly stopping if the reader went away (`| head`)."""
+    import os
+
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _load(cmd: str, path: str, fmt: str | None):
+    """(LoadResult, fmt, reason) or an int exit code after printing why."""
+    from engine.data.detect import detect_format
+    from engine.data.errors import DataError
+    from engine.data.load import load_rows
+
+    try:
+        res = load_rows(path)
+    except DataError as e:
+        return _fail(cmd, str(e))
+    except (OSError, MemoryError, ValueError) as e:
+        return _fail(cmd, f"{path}: cannot read ({e}); check the file")
+    if fmt:
+        return res, fmt, "given with --format"
+    if not res.rows:
+        why = f"; first problem: {res.problems[0].message}" if res.problems else ""
+        return res, None, f"no readable rows{why}"
+    try:
+        f, reason = detect_format(res.rows)
+    except DataError as e:
+        return res, None, str(e)
+    return res, f, reason
+
+
+def _tokenizer(model: str):
+    from transformers import AutoTokenizer
+
+    if not Path(model).is_dir():
+        raise ValueError(f"--model {model}: not a local directory; give a folder with tokenizer files")
+    return AutoTokenizer.from_pretrained(model, local_files_only=True)
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from engine.data.checks import CHECKS, make, problems_to_findings, run_checks
+
+    if not 0 < args.threshold <= 1:
+        return _fail("check", f"--threshold {args.threshold}: must be in (0, 1]; e.g. 0.8")
+    if args.shingle < 1:
+        return _fail("check", f"--shingle {args.shingle}: must be at least 1; e.g. 5")
+    if args.max_seq_len is not None and args.max_seq_len < 1:
+        return _fail("check", f"--max-seq-len {args.max_seq_len}: must be a positive number of tokens")
+    loaded = _load("check", args.file, args.format)
+    if isinstance(loaded, int):
+        return loaded
+    res, fmt, reason = loaded
+    tok = None
+    if args.model:
+        try:
+            tok = _tokenizer(args.model)
+        except Exception as e:  # any tokenizer load failure is a bad argument, not a crash
+            return _fail("check", f"--model {args.model}: cannot load a tokenizer ({str(e).splitlines()[0][:200]})")
+    val_rows = None
+    if args.val:
+        v = _load("check", args.val, fmt)
+        if isinstance(v, int):
+            return v
+        val_rows = v[0].rows
+    findings = problems_to_findings(res.problems)
+    if fmt is None:
+        findings.append(make("too_few_rows", -1, None, f"no usable rows: {reason}"))
+    else:
+        findings += run_checks(res.rows, res.lines, fmt, tokenizer=tok,
+                               max_seq_len=(args.max_seq_len or 2048) if tok is not None else None,
+                               val_rows=val_rows, near_dup=not args.no_near, shingle=args.shingle,
+                               threshold=args.threshold, shingle_unit="word" if args.words else "char")
+    from engine.data.checks import counts
+
+    cnt = counts(findings)
+    n_err = sum(1 for f in findings if f.severity == "error")
+    if args.json:
+        _emit(json.dumps({"file": str(args.file), "format": fmt, "reason": reason, "rows": len(res.rows),
+                          "notes": list(getattr(res, "notes", [])),
+                          "findings": [f.to_dict() for f in findings], "counts": cnt}, ensure_ascii=False))
+        return 1 if n_err else 0
+    _print_report(args.file, fmt, reason, res, findings, cnt, CHECKS, skipped_overlong=tok is None)
+    return 1 if n_err else 0
+
+
+def _print_report(file, fmt, reason, res, findings, cnt, checks, skipped_overlong: bool) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    con = Console(highlight=False)
+    con.print(f"[bold]{escape(str(file))}[/]")
+    con.print(f"rows: {len(res.rows)}   format: [cyan]{fmt or 'unknown'}[/] ({escape(reason)})")
+    for note in getattr(res, "notes", []):
+        con.print(f"[dim]note: {escape(note)}[/]")
+    if not findings:
+        con.print("[green]no problems found[/]")
+    else:
+        t = Table(header_style="bold", show_lines=False)
+        for col in ("check", "severity", "count", "examples (row / line: message)"):
+            t.add_column(col, overflow="fold")
+        by: dict[str, list] = {}
+        for f in findings:
+            by.setdefault(f.check, []).append(f)
+        for cid, n in cnt.items():
+            sev = checks[cid].severity if cid in checks else "warning"
+            style = "red" if sev == "error" else "yellow"
+            ex = "\n".join(
+                f"{'all' if f.row < 0 else f'row {f.row}'}{f' / line {f.line}' if f.line else ''}: {escape(f.message[:110])}"
+                for f in by[cid][:EXAMPLES_PER_CHECK])
+            t.add_row(cid, f"[{style}]{sev}[/]", str(n), ex)
+        con.print(t)
+    if skipped_overlong:
+        con.print("[dim]overlong: skipped (give --model DIR and --max-seq-len N to count tokens)[/]")
+    n_err = sum(1 for f in findings if f.severity == "error")
+    n_warn = len(findings) - n_err
+    con.print(f"[{'red' if n_err else 'green'}]{n_err} errors[/], [yellow]{n_warn} warnings[/]")
+
+
+def _atomic_jsonl(path: Path, rows: list[dict]) -> None:
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            for r in rows:
+                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def run_split(args: argparse.Namespace) -> int:
+    from engine.data.checks_chat import row_text
+    from engine.data.dedup import find_leaks
+
+    for name in ("val", "test"):
+        v = getattr(args, name)
+        if not 0 <= v < 1:
+            return _fail("split", f"--{name} {v}: must be a fraction in [0, 1); e.g. 0.1")
+    if args.val + args.test >= 1:
+        return _fail("split", f"--val {args.val} + --test {args.test} leave nothing to train on; keep the sum below 1")
+    loaded = _load("split", args.file, None)
+    if isinstance(loaded, int):
+        return loaded
+    res, fmt, reason = loaded
+    if not res.rows:
+        return _fail("split", f"{args.file}: {reason}")
+    labels = None
+    if args.stratify:
+        labels = [json.dumps(r.get(args.stratify), sort_keys=True) if isinstance(r, dict) else "null"
+                  for r in res.rows]
+        if all(lab == "null" for lab in labels):
+            return _fail("split", f"--stratify {args.stratify}: no row has that field")
+    try:
+        from engine.data.split import split_indices
+    except ImportError:  # split.py is part of the data package; kept optional for old trees
+        split_indices = _split_indices
+    parts = split_indices(len(res.rows), args.val, args.test, args.seed, labels)
+    src = Path(args.file).expanduser().resolve()
+    out = Path(args.out) if args.out else src.parent / f"{src.stem}-split"
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        written = {}
+        for name in ("train", "val", "test"):
+            if name != "train" and not parts[name]:
+                continue
+            p = out / f"{name}.jsonl"
+            _atomic_jsonl(p, [res.rows[i] for i in parts[name]])
+            written[name] = str(p)
+    except OSError as e:
+        return _fail("split", f"{out}: cannot write ({e.strerror}); choose another --out")
+    f = fmt or "completion"
+    texts = {k: [row_text(res.rows[i], f) for i in v] for k, v in parts.items()}
+    leaks = {}
+    for other in ("val", "test"):
+        if texts[other]:
+            leaks[other] = len(find_leaks(texts["train"], texts[other]))
+    summary = {"file": str(args.file), "format": fmt, "seed": args.seed, "out": str(out),
+               "rows": {k: len(v) for k, v in parts.items()}, "files": written, "leaks": leaks,
+               "problems": len(res.problems)}
+    if args.json:
+        _emit(json.dumps(summary))
+    else:
+        print(f"{args.file}: {len(res.rows)} rows -> " + ", ".join(f"{k} {len(v)}" for k, v in parts.items())
+              + f" in {out}")
+        for k, n in leaks.items():
+            if n:
+                print(f"  leakage: {n} {k} rows repeat a train row exactly or nearly "
+                      f"(run `ftwb data check` and drop duplicates before splitting)")
+            else:
+                print(f"  no leakage between train and {k}")
+        if res.problems:
+            print(f"  {len(res.problems)} unreadable records skipped (see `ftwb data check`)")
+    return 0
+
+
+def _split_indices(n: int, val: float, test: float, seed: int, stratify=None) -> dict[str, list[int]]:
+    import random
+
+    order = list(range(n))
+    random.Random(f"split-{seed}").shuffle(order)
+    nv, nt = round(n * val), round(n * test)
+    return {"val": sorted(order[:nv]), "test": sorted(order[nv:nv + nt]), "train": sorted(order[nv + nt:])}
