@@ -387,6 +387,10 @@ def _hub_config(repo_id: str) -> dict[str, Any]:
     cached = hub.try_to_load_from_cache(repo_id, "config.json")
     if isinstance(cached, str):
         return _read_config_json(Path(cached))
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes") or not _hub_reachable():
+        raise ModelConfigError(f"model {repo_id!r}: no network to reach the Hugging Face hub, and its config.json "
+                               "is not in the local cache; download the model (or just its config.json) to a "
+                               "local directory and point model.name_or_path (or --model-config) at it")
     os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "5")
     os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "10")
     try:
@@ -400,6 +404,19 @@ def _hub_config(repo_id: str) -> dict[str, Any]:
         raise ModelConfigError(f"model {repo_id!r}: {why}; download the model (or just its config.json) "
                                "to a local directory and point model.name_or_path (or --model-config) at it") from None
     return _read_config_json(Path(path))
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """One quick TCP connect to the hub, so an offline box answers at once, not after retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        with socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def _read_config_json(path: Path) -> dict[str, Any]:

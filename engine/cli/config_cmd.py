@@ -46,9 +46,13 @@ def render_report(result, source: str):
     mapped.add_column("value", overflow="ellipsis", max_width=24, no_wrap=True)
     mapped.add_column("ftwb field", no_wrap=True)
     mapped.add_column("ftwb value", overflow="ellipsis", max_width=24, no_wrap=True)
-    mapped.add_column("note", overflow="fold", min_width=16)
     for key, value, target, new in result.mapped:
-        mapped.add_row(key, _show(value), target, _show(new), result.notes.get(key, ""))
+        mark = " *" if key in result.notes else ""
+        mapped.add_row(key + mark, _show(value), target, _show(new))
+    notes = Text()
+    for key, note in result.notes.items():
+        notes.append(f"* {key}: ", style="bold")
+        notes.append(note + "\n")
     ignored = Table(title="ignored", title_justify="left", expand=False)
     ignored.add_column("source key", no_wrap=True)
     ignored.add_column("why", overflow="fold")
@@ -56,7 +60,7 @@ def render_report(result, source: str):
         ignored.add_row(key, reason)
     summary = Text(f"{len(result.mapped)} mapped, {len(result.ignored)} ignored; "
                    "everything else keeps ftwb's defaults.")
-    return Group(mapped, ignored, summary)
+    return Group(mapped, notes, ignored, summary)
 
 
 def run_import(args: argparse.Namespace) -> int:
