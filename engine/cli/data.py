@@ -88,10 +88,10 @@ def _load(cmd: str, path: str, fmt: str | None):
 
 
 def _tokenizer(model: str):
+    if not Path(model).is_dir():
+        raise ValueError("not a local directory; give a folder with tokenizer files")
     from transformers import AutoTokenizer
 
-    if not Path(model).is_dir():
-        raise ValueError(f"--model {model}: not a local directory; give a folder with tokenizer files")
     return AutoTokenizer.from_pretrained(model, local_files_only=True)
 
 
