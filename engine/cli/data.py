@@ -91,7 +91,9 @@ def _tokenizer(model: str):
     if not Path(model).is_dir():
         raise ValueError("not a local directory; give a folder with tokenizer files")
     from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.set_verbosity_error()  # the length warning would repeat what `overlong` reports
     return AutoTokenizer.from_pretrained(model, local_files_only=True)
 
 
