@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from engine import rundir
-from tests.engine_helpers import events_of, ftwb, only_run, small_demo_config, write_config
+from engine_helpers import events_of, ftwb, only_run, small_demo_config, write_config
 
 
 def test_typo_in_a_config_key(tmp_path):

@@ -9,7 +9,7 @@ import statistics
 import pytest
 
 from engine import rundir
-from tests.engine_helpers import (events_of, ftwb, last_metric_step, only_run, pid_running, small_demo_config,
+from engine_helpers import (events_of, ftwb, last_metric_step, only_run, pid_running, small_demo_config,
                                   wait_dead, wait_for, write_config)
 
 pytestmark = pytest.mark.slow
@@ -136,7 +136,7 @@ def test_sigusr1_checkpoints_now_and_hangup_does_not_stop_the_engine(tmp_path):
     import subprocess
     import sys
 
-    from tests.engine_helpers import ROOT
+    from engine_helpers import ROOT
 
     cli = subprocess.Popen([sys.executable, "-m", "tui.main", "train", str(cfg), "--runs-dir", str(tmp_path / "runs")],
                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,

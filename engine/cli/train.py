@@ -113,9 +113,9 @@ def follow(launched) -> int:
             raise KeyboardInterrupt
 
     old = signal.signal(signal.SIGINT, on_sigint)
-    info = {"loss": "-", "val": "-", "tps": "-", "eta": "-", "phase": "starting"}
+    info = {"loss": "-", "val": "-", "tps": "-", "eta": "-", "phase": "starting", "total_s": "?"}
     progress = Progress(TextColumn("[bold]{task.fields[phase]:<14}"), BarColumn(), TaskProgressColumn(),
-                        TextColumn("step {task.completed:.0f}/{task.total:.0f}"),
+                        TextColumn("step {task.completed:.0f}/{task.fields[total_s]}"),
                         TextColumn("loss {task.fields[loss]}  val {task.fields[val]}"),
                         TextColumn("{task.fields[tps]} tok/s  ETA {task.fields[eta]}"), TimeElapsedColumn(),
                         console=console, transient=False)
@@ -179,6 +179,7 @@ def _apply(e: dict, progress, task, info: dict, console) -> dict | None:
     if t == "progress":
         eta = e.get("eta_s")
         info["eta"] = time.strftime("%H:%M:%S", time.gmtime(eta)) if isinstance(eta, (int, float)) else "-"
+        info["total_s"] = str(e.get("total_steps", "?"))
         progress.update(task, total=e.get("total_steps"), completed=e.get("step", 0), **info)
     elif t == "metric":
         info["loss"] = f"{e['loss']:.4f}" if isinstance(e.get("loss"), float) else str(e.get("loss"))
