@@ -58,10 +58,11 @@ class FtwbApp(App[int]):
         self.session: RunSession | None = None
 
     def on_mount(self) -> None:
+        # Layout class first, so the first screen lays out (and wraps its log) at its final size.
+        self._apply_size_classes(self.size.width, self.size.height)
         if self.target.run_dir is not None:
             self.open_run(self.target.run_dir)
         self.switch_mode(self.target.mode)
-        self._apply_size_classes(self.size.width, self.size.height)
 
     def on_resize(self, event) -> None:
         self._apply_size_classes(event.size.width, event.size.height)

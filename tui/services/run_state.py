@@ -16,6 +16,7 @@ from tui.services.alerts import Alert, OverfitDetector, SpikeDetector, as_float,
 from tui.services.series import Series
 
 LOG_KEEP = 5000
+SPIKE_GAP = 50
 
 
 @dataclass(frozen=True)
@@ -60,7 +61,7 @@ class RunState:
         self._log: list[LogEntry] = []
         self._new_log: list[LogEntry] = []
         self._new_alerts: list[Alert] = []
-        self._warned_kinds: set[str] = set()
+        self._alerted_at: dict[str, int] = {}
 
     # ------------------------------------------------------------ feeding
     def apply_many(self, events: Iterable[dict[str, Any]]) -> int:
@@ -105,7 +106,14 @@ class RunState:
             del self._new_log[: len(self._new_log) - LOG_KEEP]
 
     def _alert(self, alert: Alert, elapsed: float | None = None) -> None:
-        self._new_alerts.append(alert)
+        """Log every alert; notify unless the same kind was just notified (NaN once per
+        run session, spikes at most once per SPIKE_GAP steps)."""
+        last = self._alerted_at.get(alert.kind)
+        quiet = last is not None and (alert.kind == "nan" or
+                                      (alert.kind == "spike" and self.step - last < SPIKE_GAP))
+        if not quiet:
+            self._alerted_at[alert.kind] = self.step
+            self._new_alerts.append(alert)
         self._log_entry(elapsed, alert.kind, alert.severity, f"{alert.title}: {alert.message}")
 
     def _apply(self, e: dict[str, Any]) -> None:
@@ -120,7 +128,7 @@ class RunState:
                 self.loss.append(step, loss)
                 self._overfit.feed_train(loss)
                 a = self._spikes.feed(step, loss)
-                if a and a.kind not in self._warned_kinds:
+                if a:
                     self._alert(a, el)
             for key, series in (("lr", self.lr), ("grad_norm", self.grad_norm), ("tokens_per_s", self.tokens_per_s)):
                 v = as_float(e.get(key))
@@ -156,6 +164,7 @@ class RunState:
             self.pid = int(as_float(e.get("pid")) or 0) or None
             self.devices = list(e.get("devices") or [])
             self.resumed_from = int(as_float(e.get("resumed_from_step")) or 0) or None
+            self._alerted_at.clear()
             self.summary = {}
             what = f"resumed from step {self.resumed_from}" if self.resumed_from else "started"
             devs = ", ".join(str(d.get("name", d) if isinstance(d, dict) else d) for d in self.devices) or "?"
@@ -178,10 +187,8 @@ class RunState:
             msg = str(e.get("message", ""))
             sev = "error" if kind == "nan" else "warning"
             title = {"nan": "Loss is NaN", "spike": "Loss spike", "overfit": "Overfitting"}.get(kind, f"Warning ({kind})")
-            if kind in ("nan", "spike"):
-                self._warned_kinds.add(kind)
-                if kind == "nan":
-                    self._spikes.nan_reported = True
+            if kind == "nan":
+                self._spikes.nan_reported = True
             if kind == "overfit":
                 self._overfit.reported = True
             self._alert(Alert(kind, sev, title, msg), el)

@@ -1,0 +1,84 @@
+"""SVG snapshots of stable screens at 80x24 and 120x40, from the recorded fixture runs.
+
+Deterministic: fixed event timestamps, device sampling off, no notifications on screen.
+After an intended change of the look, refresh them with
+FTWB_UPDATE_SNAPSHOTS=1 pytest tests/test_tui_snapshots.py and review the SVGs.
+"""
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from tui.app import FtwbApp
+from tui.services.open_target import resolve
+from tui.widgets.event_log import EventLog
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAPS = ROOT / "tests" / "snapshots"
+RUNS = "tests/fixtures/events/runs"  # relative: the title shows it
+
+
+async def _shot(tmp_path, name: str, size: tuple[int, int], keys: tuple[str, ...] = (), attach: str | None = None,
+                wait: float = 1.2) -> None:
+    target = resolve(None, attach=attach)
+    app = FtwbApp(target, theme="ftwb-dark", runs_dir=RUNS, sample_devices=False)
+    async with app.run_test(size=size) as pilot:
+        end = time.monotonic() + 10
+        while app.session is not None and not app.session.state.finished and time.monotonic() < end:
+            await pilot.pause(0.1)
+        await pilot.pause(wait)
+        for k in keys:
+            await pilot.press(k)
+            await pilot.pause(0.6)
+        if hasattr(app.screen, "redraw"):
+            app.screen.redraw(force=True)
+        app.clear_notifications()
+        for log in app.screen.query(EventLog):
+            log.scroll_end(animate=False, immediate=True)
+        await pilot.pause(0.3)
+        if app.focused is not None and hasattr(app.focused, "cursor_blink"):
+            app.screen.set_focus(None)  # no blinking cursor
+            await pilot.pause(0.8)  # the footer recomposes on a focus change
+        svg = _normal(app.export_screenshot())
+    path = SNAPS / f"{name}.svg"
+    if os.environ.get("FTWB_UPDATE_SNAPSHOTS") == "1" or not path.exists():
+        SNAPS.mkdir(parents=True, exist_ok=True)
+        path.write_text(svg)
+        return
+    if path.read_text() != svg:
+        (tmp_path / path.name).write_text(svg)
+        pytest.fail(f"{name} differs from {path}; the new one is {tmp_path / path.name} "
+                    "(FTWB_UPDATE_SNAPSHOTS=1 to accept it)")
+
+
+def _normal(svg: str) -> str:
+    # Textual names the SVG's CSS classes after a hash that changes between runs.
+    return re.sub(r"terminal-\d+", "terminal", svg)
+
+
+@pytest.fixture(autouse=True)
+def _in_repo_root(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    monkeypatch.delenv("COLORTERM", raising=False)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_train_screen_snapshot(tmp_path, size):
+    await _shot(tmp_path, f"train_healthy_{size[0]}x{size[1]}", size, attach=f"{RUNS}/healthy")
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_runs_screen_snapshot(tmp_path, size):
+    await _shot(tmp_path, f"runs_{size[0]}x{size[1]}", size, keys=("4",), attach=f"{RUNS}/healthy")
+
+
+async def test_train_screen_log_scale_ascii_snapshot(tmp_path):
+    await _shot(tmp_path, "train_nan_log_120x40", (120, 40), keys=("l",), attach=f"{RUNS}/nan")
+
+
+async def test_config_screen_snapshot(tmp_path):
+    await _shot(tmp_path, "config_120x40", (120, 40), keys=("2",))
