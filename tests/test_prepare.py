@@ -42,6 +42,7 @@ def test_prepare_end_to_end_reports_the_bad_row_by_line(tmp_path):
     assert prep.fmt == "chat" and prep.fmt_reason.startswith("30/30")
     assert len(prep.train) + len(prep.val) + len(prep.test) == 30
     assert len(prep.val) == 3 and len(prep.test) == 3 and len(prep.test_examples) == 3
+    assert len(prep.val_examples) == 3 and prep.val_examples[0]["messages"][-1]["role"] == "assistant"
     assert prep.problems[0].line == 17 and "line 17: not valid JSON" in prep.problems[0].message
     data_events = [f for t, f in events if t == "data"]
     assert len(data_events) == 1

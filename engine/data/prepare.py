@@ -28,6 +28,7 @@ class Prepared:
     stats: dict
     problems: list[RowProblem]
     data_info: dict = field(default_factory=dict)
+    val_examples: list[dict] = field(default_factory=list)  # normalised val split, for generation scores
 
 
 def _manifest(source: str) -> dict:
@@ -122,4 +123,5 @@ def prepare(cfg, tokenizer, emit=None) -> Prepared:
         data_info["operations"] = version["operations"]
     return Prepared(train=out["train"], val=out["val"], test=out["test"],
                     test_examples=[examples[i] for i in parts["test"]], fmt=fmt, fmt_reason=reason,
-                    stats=stats, problems=problems, data_info=data_info)
+                    stats=stats, problems=problems, data_info=data_info,
+                    val_examples=[examples[i] for i in parts["val"]])
