@@ -205,7 +205,8 @@ def _apply(e: dict, progress, task, info: dict, console) -> dict | None:
         if e.get("hint"):
             console.print(f"  hint: {e['hint']}")
     elif t == "checkpoint":
-        progress.console.log(f"checkpoint step {e.get('step')}" + (" (best)" if e.get("is_best") else ""))
+        console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] checkpoint step {e.get('step')}"
+                      + (" [green](best)[/]" if e.get("is_best") else ""))
     elif t == "done":
         return e
     return None
