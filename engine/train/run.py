@@ -80,6 +80,25 @@ def _save_adapter(trainer, run_dir: Path) -> Path:
     return final
 
 
+def _evaluate_at_end(run_dir: Path, trainer, prepared, emit) -> dict:
+    """Base vs fine-tuned on the held-out split and per-sample losses. A failure here is a
+    warning: the trained adapter is already saved and the run still completed."""
+    out: dict = {}
+    try:
+        from engine.evaluate.evaluate import evaluate_run
+        from engine.evaluate.per_sample import per_sample_losses
+
+        res = evaluate_run(run_dir, model=trainer.model, tokenizer=trainer.tok, emit=emit, prepared=prepared)
+        out["eval"] = str(run_dir / rundir.EVAL)
+        out["eval_scores"] = {k: res.get(k) for k in ("split", "base", "tuned") if k in res}
+        per_sample_losses(run_dir, model=trainer.model, tokenizer=trainer.tok, prepared=prepared)
+    except Exception as e:  # noqa: BLE001
+        print(traceback.format_exc(), file=sys.stderr)
+        emit("warning", kind="eval_failed", message=f"end-of-run evaluation failed: {type(e).__name__}: {e} "
+                                                    "(the adapter is saved; run `ftwb eval RUN_DIR` to retry)")
+    return out
+
+
 def run(run_dir: Path, resume: bool = False) -> int:
     lock = rundir.RunLock(run_dir)
     try:
@@ -150,8 +169,10 @@ def run(run_dir: Path, resume: bool = False) -> int:
                 trainer.final_eval()
             emit("phase", phase="saving")
             adapter = _save_adapter(trainer, run_dir)
-            status, code = "completed", 0
             summary["adapter"] = str(adapter)
+            if cfg.eval.at_end and cfg.method != "full":
+                summary.update(_evaluate_at_end(run_dir, trainer, prepared, emit))
+            status, code = "completed", 0
             if outcome == "early_stopped":
                 summary["early_stopped"] = True
         st = trainer.state
