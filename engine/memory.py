@@ -58,8 +58,9 @@ class Assumptions:
     loss_upcast_fp32: bool = True
     # k/v repeated to all query heads before sdpa (transformers does when a mask is passed).
     gqa_expanded: bool = True
-    # Packed rows carry a block-causal boolean mask of seq x seq per row.
-    block_mask: bool = True
+    # sdpa turns a boolean mask into an additive bias in the compute dtype, per layer, and
+    # the memory-efficient kernel keeps it for backward (torch's attention.cpp).
+    mask_bias_per_layer: bool = True
     # prepare_model_for_kbit_training-style upcast of embeddings, norms and lm_head to fp32.
     kbit_upcast_fp32: bool = False
     cuda_context_bytes: int = 500 * MiB
@@ -334,10 +335,18 @@ def estimate(cfg: RunConfig, model_config: dict[str, Any], gpu_total_bytes: int 
                   + f": {b} B logits + 3 x {logit_b} B for log-softmax and its gradients"
                   + (" + 2 copies of the final hidden states" if hidden_copies else "")))
 
-    if cfg.data.packing and A.block_mask:
-        s = cfg.data.max_seq_len
-        terms.append(("attention_mask", cfg.train.micro_batch_size * s * s,
-                      f"block-causal bool mask {s}x{s} per packed row"))
+    # Masks: engine.data.pack packs a micro-batch into ONE row of micro_batch_size x
+    # max_seq_len tokens with a T x T block-causal bool mask; padded batches get a
+    # rows x seq x seq mask. flash_attention_2 needs none.
+    if cfg.model.attn_implementation != "flash_attention_2":
+        if cfg.data.packing:
+            cells, what = tokens * tokens, f"block-causal bool mask {tokens}x{tokens} (one packed row)"
+        else:
+            s = cfg.data.max_seq_len
+            cells, what = cfg.train.micro_batch_size * s * s, f"padding+causal bool mask {s}x{s} per row"
+        n_bias = (1 if cfg.train.gradient_checkpointing else shape.layers) if A.mask_bias_per_layer else 0
+        terms.append(("attention_mask", cells * (1 + n_bias * b),
+                      what + (f" + its {cdtype} additive bias kept by {n_bias} layer(s) of sdpa" if n_bias else "")))
     if cfg.method == "qlora":
         biggest = max(x * y for x, y in shape.linears().values())
         terms.append(("dequant_buffer", biggest * b,

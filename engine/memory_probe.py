@@ -38,26 +38,27 @@ def cuda_available() -> bool:
     return torch.cuda.is_available()
 
 
-def longest_batch(cfg: RunConfig, micro_batch_size: int, vocab: int, pad_id: int = 0) -> dict:
-    """micro_batch_size full rows of max_seq_len tokens, every position trained.
+def longest_batch(cfg: RunConfig, micro_batch_size: int, vocab: int, pad_id: int = 0,
+                  attn: str = "sdpa") -> dict:
+    """The largest micro-batch the run can meet, collated exactly as the engine does.
 
-    With packing the engine passes a 4D block-causal boolean mask; a full row holding one
-    example is the causal mask, built here at the same size. Without packing, a 2D padding
-    mask of ones.
+    micro_batch_size examples of max_seq_len tokens, every position trained. Packed, they
+    fill one row (with its block-causal mask). Unpacked, the last row is one token shorter,
+    so the batch carries the padding mask a real padded batch has.
     """
     import torch
 
-    rows, seq = micro_batch_size, cfg.data.max_seq_len
+    from engine.data.pack import collate
+
+    seq = cfg.data.max_seq_len
     g = torch.Generator().manual_seed(cfg.train.seed)
-    ids = torch.randint(1, max(2, vocab), (rows, seq), generator=g)
-    batch = {"input_ids": ids, "labels": ids.clone(),
-             "position_ids": torch.arange(seq).unsqueeze(0).expand(rows, seq).contiguous()}
-    if cfg.data.packing:
-        causal = torch.ones(seq, seq, dtype=torch.bool).tril()
-        batch["attention_mask"] = causal.expand(rows, 1, seq, seq).contiguous()
-    else:
-        batch["attention_mask"] = torch.ones(rows, seq, dtype=torch.long)
-    return batch
+    items = []
+    for i in range(micro_batch_size):
+        n = seq - 1 if (not cfg.data.packing and i == micro_batch_size - 1 and micro_batch_size > 1) else seq
+        ids = torch.randint(1, max(2, vocab), (n,), generator=g).tolist()
+        items.append({"input_ids": ids, "labels": list(ids)})
+    batch = collate(items, cfg.data.packing, pad_id, attn)
+    return {k: v for k, v in batch.items() if isinstance(v, torch.Tensor)}
 
 
 def _make_optimizer(cfg: RunConfig, params):
@@ -91,6 +92,7 @@ def measure(cfg: RunConfig, micro_batch_sizes: list[int] | None = None, steps: i
     model, tok = load_model(cfg, "cuda")
     model.train()
     vocab = int(model.get_input_embeddings().weight.shape[0])
+    attn = getattr(model.config, "_attn_implementation", None) or "sdpa"  # as the training loop does
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ConfigError("the model has no trainable parameters; check method and lora.target_modules")
@@ -101,7 +103,7 @@ def measure(cfg: RunConfig, micro_batch_sizes: list[int] | None = None, steps: i
         torch.cuda.synchronize()
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-        batch = {k: v.to("cuda") for k, v in longest_batch(cfg, mbs, vocab, tok.pad_token_id or 0).items()}
+        batch = {k: v.to("cuda") for k, v in longest_batch(cfg, mbs, vocab, tok.pad_token_id or 0, attn).items()}
         try:
             for _ in range(steps):
                 loss_sum, n = batch_loss(model, batch)
