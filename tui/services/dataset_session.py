@@ -1,0 +1,504 @@
+"""The Data screen's model of one dataset: a browsable source (paged, see dataset_index)
+plus, once cleaning starts, an engine.data.versions.Session. Rows keep their source
+numbering throughout: session rows are mapped onto source rows by line number, so bad
+lines stay visible next to the rows being cleaned.
+
+Everything here is plain Python, run from thread workers; heavy libraries are imported
+inside the functions that need them. The source file is only ever read.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from tui.services.dataset_index import (BadSource, LineIndex, LineSource, ListSource, Row, is_line_source,
+                                        sniff)
+
+CHECK_LIMIT = 200_000      # rows handed to run_checks at most (said so in the findings header)
+STATS_SAMPLE = 20_000      # rows tokenised for the length histogram at most
+FORMAT_SAMPLE = 400
+
+
+class WorkbenchError(ValueError):
+    """A user-facing one-line message (bad filter, nothing to split, ...)."""
+
+
+def open_source(path: str | Path):
+    """(source, banner notes). JSONL is paged via a LineIndex the caller builds in a worker;
+    anything else is loaded by engine.data.load here. Raises BadSource for unusable files."""
+    from engine.data.errors import DataError
+    from engine.data.load import load_rows, resolve_path
+
+    p = Path(resolve_path(str(path)))
+    if not p.exists():
+        raise BadSource(f"{p}: file not found; check the path")
+    if p.is_file():
+        sniff(p)
+        if is_line_source(p):
+            return LineSource(LineIndex(p)), []
+    try:
+        res = load_rows(p)
+    except DataError as e:
+        raise BadSource(str(e)) from None
+    except Exception as e:  # a reader library failed on a corrupt file
+        raise BadSource(f"{p}: could not be read ({type(e).__name__}: {str(e)[:160]})") from None
+    notes = list(res.notes) + [f"{pr.where()}: {pr.message}" for pr in res.problems]
+    return ListSource(res.rows, res.lines, res.kind, p), notes
+
+
+def detect(source) -> tuple[str, str]:
+    from engine.data.detect import detect_format
+    from engine.data.errors import DataError
+
+    n = len(source)
+    step = max(1, n // FORMAT_SAMPLE)
+    rows = [r.data for r in (source.get(i) for i in range(0, n, step)) if r.data is not None][:FORMAT_SAMPLE]
+    try:
+        return detect_format(rows)
+    except DataError as e:
+        return "unknown", str(e)
+
+
+@dataclass
+class Workbench:
+    source: object                       # LineSource | ListSource
+    fmt: str = "chat"
+    reason: str = ""
+    session: object | None = None        # engine.data.versions.Session, once cleaning starts
+    sid_of: np.ndarray | None = None     # source row -> session row (-1: unreadable)
+    edited: set[int] = field(default_factory=set)   # session rows changed by an op
+    findings: list = field(default_factory=list)    # engine.data.checks.Finding, rows = source rows
+
+    @property
+    def path(self) -> Path:
+        return Path(self.source.path)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    # ------------------------------------------------------------ rows
+    def row(self, i: int, full: bool = False) -> Row:
+        r = self.source.get(i, full=full)
+        s = self._sid(i)
+        if s >= 0:
+            r = Row(r.index, r.line, self.session._rows[s], None, None, r.size)
+        return r
+
+    def rows(self, start: int, count: int) -> list[Row]:
+        out = self.source.rows(start, count)
+        if self.session is None:
+            return out
+        return [Row(r.index, r.line, self.session._rows[s], None, None, r.size) if (s := self._sid(r.index)) >= 0
+                else r for r in out]
+
+    def _sid(self, i: int) -> int:
+        if self.session is None or self.sid_of is None or i >= len(self.sid_of):
+            return -1
+        return int(self.sid_of[i])
+
+    def deleted(self, i: int) -> bool:
+        s = self._sid(i)
+        return s >= 0 and not self.session._alive[s]
+
+    def is_edited(self, i: int) -> bool:
+        return self._sid(i) in self.edited
+
+    # ------------------------------------------------------------ cleaning (engine Session)
+    def start_session(self) -> None:
+        """Load every row into an engine Session (in a worker: it reads the whole file)."""
+        if self.session is not None:
+            return
+        from engine.data.versions import Session
+
+        fmt = self.fmt if self.fmt != "unknown" else None
+        sess = Session(self.path, fmt=fmt)
+        sid_of = np.full(len(self.source), -1, np.int64)
+        if isinstance(self.source, LineSource):
+            _, _, linenos = self.source.index.snapshot()
+            lines = np.array([ln if ln is not None else -1 for ln in sess.lines], np.int64)
+            pos = np.searchsorted(linenos, lines)
+            ok = (pos < len(linenos)) & (linenos[np.minimum(pos, len(linenos) - 1)] == lines)
+            sid_of[pos[ok]] = np.flatnonzero(ok)
+        else:
+            sid_of[: len(sess.original)] = np.arange(min(len(sess.original), len(sid_of)))
+        self.session, self.sid_of = sess, sid_of
+
+    def _sids(self, idxs) -> list[int]:
+        return [s for s in (self._sid(int(i)) for i in idxs) if s >= 0]
+
+    def delete(self, idxs) -> int:
+        return len(self.session.delete_rows(self._sids(idxs))["rows"])
+
+    def restore(self, idxs) -> int:
+        return len(self.session.restore_rows(self._sids(idxs))["rows"])
+
+    def edit(self, i: int, json_path: str, value) -> None:
+        s = self._sid(i)
+        if s < 0:
+            raise WorkbenchError(f"row {i} could not be read, so it cannot be edited; fix the file")
+        self.session.edit_field(s, json_path, value)
+        self._refresh_edited()
+
+    def drop_duplicates(self) -> int:
+        return len(self.session.drop_exact_duplicates()["rows"])
+
+    def redact(self, idxs=None) -> int:
+        n = len(self.session.redact_pii(None if idxs is None else self._sids(idxs))["rows"])
+        self._refresh_edited()
+        return n
+
+    def drop_failing(self, check_id: str, idxs=None) -> int:
+        """Drop rows failing a check: among `idxs` (the current filter) when given."""
+        from engine.data.checks import CHECKS
+
+        if check_id not in CHECKS:
+            raise WorkbenchError(f"unknown check {check_id!r}; known: {', '.join(CHECKS)}")
+        if idxs is None:
+            return len(self.session.drop_failing(check_id)["rows"])
+        failing = {f.row for f in self.findings if f.check == check_id}
+        return self.delete([i for i in idxs if int(i) in failing])
+
+    def undo(self) -> dict | None:
+        op = self.session.undo() if self.session else None
+        self._refresh_edited()
+        return op
+
+    def redo(self) -> dict | None:
+        op = self.session.redo() if self.session else None
+        self._refresh_edited()
+        return op
+
+    def _refresh_edited(self) -> None:
+        out: set[int] = set()
+        for op in self.session.ops:
+            if op["op"] == "edit_field":
+                out.add(op["row"])
+            elif op["op"] == "redact_pii":
+                out.update(op["rows"])
+        self.edited = out
+
+    def save(self):
+        from engine.data.versions import save_version
+
+        return save_version(self.session)
+
+    def versions(self) -> list:
+        from engine.data.versions import list_versions
+
+        return list_versions(self.path)
+
+    # ------------------------------------------------------------ rows for engine helpers
+    def live_rows(self, limit: int | None = None) -> tuple[list[dict], list[int]]:
+        """(readable, not deleted rows, their source indices), in source order."""
+        rows, idx = [], []
+        n = len(self)
+        for start in range(0, n, 4096):
+            for r in self.rows(start, 4096):
+                if r.data is None and r.preview is not None:
+                    r = self.row(r.index, full=True)
+                if r.data is not None and not self.deleted(r.index):
+                    rows.append(r.data)
+                    idx.append(r.index)
+                    if limit is not None and len(rows) >= limit:
+                        return rows, idx
+        return rows, idx
+
+    def unreadable(self) -> list[Row]:
+        out = []
+        for start in range(0, len(self), 4096):
+            out += [r for r in self.rows(start, 4096) if r.error]
+        return out
+
+
+# ---------------------------------------------------------------- checks
+
+def run_all_checks(wb: Workbench, tokenizer=None, max_seq_len: int | None = None,
+                   progress: Callable[[str], None] = lambda s: None) -> tuple[list, str]:
+    """Findings over the live rows (rows renumbered to source rows) and a note on coverage."""
+    from engine.data.checks import make, run_checks
+
+    progress("reading rows")
+    rows, idx = wb.live_rows(limit=CHECK_LIMIT)
+    note = f"checked the first {len(rows):,} rows" if len(rows) >= CHECK_LIMIT else f"checked {len(rows):,} rows"
+    progress(f"running checks on {len(rows):,} rows")
+    found = run_checks(rows, None, wb.fmt if wb.fmt != "unknown" else "completion", tokenizer=tokenizer,
+                       max_seq_len=max_seq_len)
+    for f in found:
+        if f.row >= 0:
+            f.row = idx[f.row]
+            f.line = wb.source.get(f.row).line
+    for r in wb.unreadable():
+        found.append(make("invalid_json", r.index, r.line, f"line {r.line}: {r.error}"))
+    found.sort(key=lambda f: (f.row, f.check))
+    return found, note
+
+
+# ---------------------------------------------------------------- filters and sorting
+
+FILTER_HELP = ("regex over the row's JSON · check:ID · FIELD=VALUE · has:FIELD · len>N / len<N (bytes) · "
+               "deleted · edited · sort:len / sort:-len / sort:FIELD; join terms with ' & '")
+_LEN = re.compile(r"^len\s*([<>]=?)\s*(\d+)$")
+
+
+def _row_bytes(wb: Workbench, r: Row) -> int:
+    return r.size or len(json.dumps(r.data, ensure_ascii=False)) if r.data is not None else r.size
+
+
+def apply_filter(wb: Workbench, spec: str, cancelled: Callable[[], bool] = lambda: False) -> np.ndarray | None:
+    """Source row indices matching `spec` (see FILTER_HELP), in display order; None = all rows."""
+    terms = [t.strip() for t in spec.split(" & ") if t.strip()]
+    if not terms:
+        return None
+    sort_key = None
+    tests = []
+    for t in terms:
+        if t.startswith("sort:"):
+            sort_key = t[5:].strip()
+            continue
+        tests.append(_term(wb, t))
+    n = len(wb)
+    keep, keys = [], []
+    for start in range(0, n, 4096):
+        if cancelled():
+            return np.zeros(0, np.int64)
+        for r in wb.rows(start, 4096):
+            if all(test(r) for test in tests):
+                keep.append(r.index)
+                if sort_key:
+                    keys.append(_sort_value(wb, r, sort_key))
+    out = np.array(keep, np.int64)
+    if sort_key:
+        rev = sort_key.startswith("-")
+        order = sorted(range(len(keep)), key=lambda k: keys[k], reverse=rev)
+        out = out[np.array(order, np.int64)] if order else out
+    return out
+
+
+def _sort_value(wb: Workbench, r: Row, key: str):
+    key = key.lstrip("-")
+    if key == "len":
+        return (0, _row_bytes(wb, r))
+    v = r.data.get(key) if r.data else None
+    return (0, v) if isinstance(v, (int, float)) else (1, "" if v is None else str(v))
+
+
+def _term(wb: Workbench, t: str) -> Callable[[Row], bool]:
+    if t.startswith("check:"):
+        cid = t[6:].strip()
+        rows = {f.row for f in wb.findings if f.check == cid}
+        if not wb.findings:
+            raise WorkbenchError("no check results yet: run the checks (c) first, then filter by check")
+        return lambda r: r.index in rows
+    if t.startswith("has:"):
+        name = t[4:].strip()
+        return lambda r: r.data is not None and name in r.data
+    if t == "deleted":
+        return lambda r: wb.deleted(r.index)
+    if t == "edited":
+        return lambda r: wb.is_edited(r.index)
+    if t in ("error", "unreadable"):
+        return lambda r: r.error is not None
+    m = _LEN.match(t)
+    if m:
+        op, num = m.group(1), int(m.group(2))
+        cmp = {"<": lambda a: a < num, ">": lambda a: a > num, "<=": lambda a: a <= num, ">=": lambda a: a >= num}[op]
+        return lambda r: cmp(_row_bytes(wb, r))
+    fm = re.match(r"^([A-Za-z_][\w.-]*)\s*=\s*(.*)$", t)
+    if fm:
+        name, want = fm.group(1), fm.group(2).strip().strip("'\"")
+        return lambda r: r.data is not None and name in r.data and str(r.data[name]) == want
+    try:
+        rx = re.compile(t, re.IGNORECASE)
+    except re.error as e:
+        raise WorkbenchError(f"bad regex {t!r} ({e}); escape special characters with \\") from None
+
+    def match(r: Row) -> bool:
+        if r.data is not None:
+            return rx.search(json.dumps(r.data, ensure_ascii=False)) is not None
+        return rx.search(r.preview or r.error or "") is not None
+    return match
+
+
+# ---------------------------------------------------------------- tokenizer and token view
+
+def load_tokenizer(model_path: str):
+    """AutoTokenizer from a local model dir ('demo': the bundled recipe's model, built once)."""
+    from engine.data.template import ensure_chat_template
+
+    path = model_path
+    if model_path == "demo":
+        from engine.demo import ensure_demo_model
+
+        path = str(ensure_demo_model())
+    if not Path(path).is_dir():
+        raise WorkbenchError(f"model {model_path!r}: not a local model directory; give a directory with "
+                             "tokenizer files, or 'demo'")
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+    except Exception as e:
+        raise WorkbenchError(f"model {model_path!r}: cannot load a tokenizer ({str(e).splitlines()[0][:160]})") from None
+    ensure_chat_template(tok)
+    return tok
+
+
+@dataclass
+class TokenView:
+    pieces: list[str]          # each token's text
+    trained: list[bool]
+    total: int
+    trainable: int
+    max_seq_len: int
+    note: str = ""
+
+
+def token_view(tokenizer, row: dict, fmt: str, max_seq_len: int, train_on: str = "assistant") -> TokenView:
+    """The row through the model's chat template: every token, whether it is trained."""
+    from engine.data.errors import RowError
+    from engine.data.normalize import normalize_row
+    from engine.data.template import IGNORE, tokenize_example
+
+    try:
+        example = normalize_row(row, fmt)
+        ids, labels = tokenize_example(tokenizer, example, train_on)
+    except RowError as e:
+        raise WorkbenchError(f"this row cannot be tokenised: {e}") from None
+    pieces = [tokenizer.decode([t]) for t in ids]
+    trained = [lab != IGNORE for lab in labels]
+    note = "" if any(trained) else "no token of this row is trained (empty loss mask)"
+    return TokenView(pieces, trained, len(ids), sum(trained), max_seq_len, note)
+
+
+# ---------------------------------------------------------------- stats
+
+@dataclass
+class Stats:
+    fmt: str
+    reason: str
+    rows: int
+    readable: int
+    fields: dict[str, int]
+    turns: dict[int, int]
+    roles: dict[str, int]
+    label_field: str | None = None
+    labels: dict[str, int] = field(default_factory=dict)
+    sampled: int = 0                       # rows tokenised (0: no tokenizer)
+    lengths: list[int] = field(default_factory=list)
+    max_seq_len: int = 0
+    overlong: int = 0
+    cut_assistant: int = 0
+    unusable: int = 0                      # rows that fail to normalise or tokenise
+    packing_efficiency: float | None = None
+
+
+def compute_stats(wb: Workbench, tokenizer, max_seq_len: int, label_field: str | None = None,
+                  sample: int = STATS_SAMPLE, progress: Callable[[str], None] = lambda s: None) -> Stats:
+    from collections import Counter
+
+    from engine.data.checks_chat import to_messages
+
+    n = len(wb)
+    fields, turns, roles, labels = Counter(), Counter(), Counter(), Counter()
+    readable = 0
+    step = max(1, n // sample) if n > sample else 1
+    picked: list[dict] = []
+    for start in range(0, n, 4096):
+        for r in wb.rows(start, 4096):
+            if r.data is None or wb.deleted(r.index):
+                continue
+            readable += 1
+            fields.update(r.data.keys())
+            msgs = to_messages(r.data, wb.fmt)
+            if msgs is not None:
+                turns[len(msgs)] += 1
+                roles.update(m["role"] for m in msgs)
+            if label_field:
+                v = r.data.get(label_field)
+                labels[json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else v] += 1
+            if r.index % step == 0 and len(picked) < sample:
+                picked.append(r.data)
+    st = Stats(wb.fmt, wb.reason, n, readable, dict(fields.most_common()), dict(sorted(turns.items())),
+               dict(roles.most_common()), label_field, dict(labels.most_common(20)), max_seq_len=max_seq_len)
+    if tokenizer is None:
+        return st
+    progress(f"tokenising {len(picked):,} rows")
+    _token_stats(st, tokenizer, picked, max_seq_len)
+    return st
+
+
+def _token_stats(st: Stats, tokenizer, rows: list[dict], max_seq_len: int) -> None:
+    from engine.data.errors import RowError
+    from engine.data.normalize import normalize_row
+    from engine.data.pack import plan_batches
+    from engine.data.template import IGNORE, plan_example, tokenize_planned
+
+    plans = []
+    for row in rows:
+        try:
+            plans.append(plan_example(tokenizer, normalize_row(row, st.fmt)))
+        except RowError:
+            st.unusable += 1
+    for ids, labels in (tokenize_planned(tokenizer, plans) if plans else []):
+        n = len(ids)
+        st.lengths.append(n)
+        if n > max_seq_len:
+            st.overlong += 1
+            if any(lab != IGNORE for lab in labels[max_seq_len:]):
+                st.cut_assistant += 1
+    st.sampled = len(st.lengths)
+    if st.lengths:
+        clipped = [min(x, max_seq_len) for x in st.lengths]
+        bins = plan_batches(clipped, 1, max_seq_len, True, 0, 0)
+        st.packing_efficiency = sum(clipped) / (len(bins) * max_seq_len)
+
+
+# ---------------------------------------------------------------- split
+
+@dataclass
+class SplitResult:
+    out: Path
+    rows: dict[str, int]
+    files: dict[str, str]
+    leaks: dict[str, int]
+
+
+def write_split(wb: Workbench, val: float, test: float, seed: int, stratify: str | None,
+                out: Path | None = None) -> SplitResult:
+    """Split the live rows (deleted ones left out) into train/val/test JSONL next to the source."""
+    from engine.config import atomic_write_text
+    from engine.data.checks_chat import row_text
+    from engine.data.dedup import find_leaks
+    from engine.data.split import split_indices
+
+    for name, v in (("val", val), ("test", test)):
+        if not 0 <= v < 1:
+            raise WorkbenchError(f"{name} {v}: must be a fraction in [0, 1), e.g. 0.1")
+    if val + test >= 1:
+        raise WorkbenchError(f"val {val} + test {test} leave nothing to train on; keep the sum below 1")
+    rows, _ = wb.live_rows()
+    if not rows:
+        raise WorkbenchError("no readable rows to split")
+    labels = None
+    if stratify:
+        labels = [json.dumps(r.get(stratify), sort_keys=True) for r in rows]
+        if all(lab == "null" for lab in labels):
+            raise WorkbenchError(f"stratify {stratify!r}: no row has that field; leave it empty or name a field")
+    parts = split_indices(len(rows), val, test, seed, labels)
+    out = out or wb.path.parent / f"{wb.path.stem}-split"
+    files = {}
+    for name in ("train", "val", "test"):
+        if name != "train" and not parts[name]:
+            continue
+        p = out / f"{name}.jsonl"
+        atomic_write_text(p, "".join(json.dumps(rows[i], ensure_ascii=False) + "\n" for i in parts[name]))
+        files[name] = str(p)
+    fmt = wb.fmt if wb.fmt != "unknown" else "completion"
+    texts = {k: [row_text(rows[i], fmt) for i in v] for k, v in parts.items()}
+    leaks = {k: len(find_leaks(texts["train"], texts[k])) for k in ("val", "test") if texts[k]}
+    return SplitResult(out, {k: len(v) for k, v in parts.items()}, files, leaks)

@@ -1,0 +1,1 @@
+"""Widgets of the Data screen (the dataset workbench), one per file."""
