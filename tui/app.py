@@ -51,6 +51,7 @@ class FtwbApp(App[int]):
         self.target = target
         self.config = target.config
         self.config_path = target.config_path
+        self.config_problem: str | None = None  # set by the Config screen while its form is invalid
         self.ascii_charts = ascii_charts
         self.runs_dir = rundir.default_runs_dir(runs_dir, target.config.output.runs_dir
                                                 if target.config.output.runs_dir != "runs" else None)
@@ -98,6 +99,9 @@ class FtwbApp(App[int]):
             self.notify(done.format(result=result))
 
     def action_start_run(self) -> None:
+        if self.config_problem:
+            self.notify(f"Cannot start: the config is invalid. {self.config_problem}", severity="error", timeout=8)
+            return
         if self.session is not None and self.session.is_live():
             self.notify("A run is already live here; stop it (x) or open another view first.", severity="warning")
             return

@@ -1,0 +1,25 @@
+"""The effective batch and the optimizer steps the run will take, as one or two lines."""
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import Static
+
+from tui.services.config_estimate import StepsInfo
+
+
+class BatchSummary(Static):
+    def show(self, mbs: int, ga: int, info: StepsInfo) -> None:
+        t = Text()
+        t.append("effective batch ", style="bold")
+        t.append(f"{info.effective_batch}", style="bold cyan")
+        t.append(f" = {mbs} micro x {ga} accum x {info.devices} device{'s' if info.devices > 1 else ''}\n")
+        t.append("optimizer steps ", style="bold")
+        if info.steps is None:
+            t.append("unknown", style="yellow")
+            t.append(f" ({info.how})", style="dim")
+        else:
+            t.append(("≈ " if info.approximate else "") + f"{info.steps}", style="bold cyan")
+            rows = f"{info.train_rows} train rows; " if info.train_rows is not None else ""
+            t.append(f" ({rows}{info.how}" + ("; approximate" if info.approximate else "") + ")", style="dim")
+        self.update(t)
+        self.effective_batch, self.steps = info.effective_batch, info.steps
