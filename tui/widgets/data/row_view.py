@@ -12,6 +12,11 @@ from textual.widgets import Static, TabbedContent, TabPane
 ROLE_STYLE = {"system": "bold magenta", "user": "bold cyan", "assistant": "bold green", "tool": "bold yellow"}
 TRAINED, MASKED, CUT = "green", "grey50", "bold white on red"
 SHOW_TOKENS = 4000   # tokens drawn at most; counts always cover the whole row
+SHOW_CHARS = 20_000  # characters of one field drawn at most (a 50 MB field would stall the screen)
+
+
+def clip(s: str) -> str:
+    return s if len(s) <= SHOW_CHARS else s[:SHOW_CHARS] + f"\n… {len(s) - SHOW_CHARS:,} more characters"
 
 
 def turns_text(data, fmt: str) -> Text:
@@ -24,13 +29,13 @@ def turns_text(data, fmt: str) -> Text:
     if msgs is None:  # completion or unknown: show the fields
         for k, v in data.items():
             t.append(f"{k}\n", "bold")
-            t.append(f"{v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)}\n\n")
+            t.append(clip(v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)) + "\n\n")
         return t
     for n, m in enumerate(msgs):
         role = m.get("role", "?")
         t.append(f"▌{role}", ROLE_STYLE.get(role, "bold red"))
         t.append(f"  turn {n}\n", "dim")
-        t.append((m.get("content") or "") + "\n\n")
+        t.append(clip(m.get("content") or "") + "\n\n")
     if fmt == "preference" and isinstance(data.get("rejected"), (str, dict, list)):
         t.append("▌rejected\n", "bold red")
         rej = data["rejected"]
@@ -100,9 +105,7 @@ class RowView(Vertical):
             return
         self.query_one("#row-turns", Static).update(head + turns_text(row.data, fmt))
         raw = json.dumps(row.data, ensure_ascii=False, indent=2)
-        if len(raw) > 200_000:
-            raw = raw[:200_000] + f"\n… {len(raw) - 200_000:,} more characters"
-        self.query_one("#row-raw", Static).update(head + Text(raw))
+        self.query_one("#row-raw", Static).update(head + Text(clip(raw)))
 
     def show_tokens(self, content: Text | str) -> None:
         self.query_one("#row-tokens", Static).update(content)
