@@ -69,7 +69,7 @@ class DataWorkbenchScreen(Screen):
                 tooltip="Close the filter bar / show all rows"),
     ]
 
-    def __init__(self, path: str | Path | None = None, model_path: str | None = None, max_seq_len: int = 1024,
+    def __init__(self, path: str | Path | None = None, model_path: str | None = None, max_seq_len: int | None = None,
                  **kw):
         super().__init__(**kw)
         self.path = str(path) if path is not None else None
@@ -103,9 +103,11 @@ class DataWorkbenchScreen(Screen):
         if path is None:
             cfg = getattr(self.app, "config", None)
             path = str(cfg.data.path) if cfg is not None else None
-        if self.model_path is None:
-            cfg = getattr(self.app, "config", None)
-            self.model_path = cfg.model.name_or_path if cfg is not None else None
+        cfg = getattr(self.app, "config", None)
+        if self.model_path is None and cfg is not None:
+            self.model_path = cfg.model.name_or_path
+        if self.max_seq_len is None:  # the run config's, where the app has one
+            self.max_seq_len = int(cfg.data.max_seq_len) if cfg is not None else 1024
         if not path:
             self._title("no dataset: start ftwb with a dataset path")
             return
