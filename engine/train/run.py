@@ -42,6 +42,15 @@ def _devices() -> list[dict]:
             for i in range(torch.cuda.device_count())]
 
 
+def _set_cpu_threads(torch) -> None:
+    """Leave a core free on CPU: OpenMP threads spin-wait at every barrier, and on a small
+    machine shared with the TUI (or other jobs) a descheduled thread makes each op 5-10x
+    slower. FTWB_CPU_THREADS overrides."""
+    env = os.environ.get("FTWB_CPU_THREADS", "")
+    n = int(env) if env.isdigit() and int(env) > 0 else max(1, min((os.cpu_count() or 2) - 1, 16))
+    torch.set_num_threads(n)
+
+
 def _is_oom(e: BaseException) -> bool:
     import torch
 
@@ -120,6 +129,8 @@ def run(run_dir: Path, resume: bool = False) -> int:
 
         torch.manual_seed(cfg.train.seed)
         device = pick_device()
+        if device == "cpu":
+            _set_cpu_threads(torch)
         try:
             data_hash = content_hash(cfg.data.path) if cfg.data.path != "demo" else "demo"
         except Exception:
