@@ -165,8 +165,13 @@ def model_card(run_dir: Path, cfg: C.RunConfig, merged: bool) -> str:
     done = _done_summary(run_dir)
     what = "merged model (base + LoRA folded into the weights)" if merged and cfg.method != "full" else (
         "fully fine-tuned model" if cfg.method == "full" else "LoRA adapter (PEFT format)")
+    base_note = ""
+    if cfg.model.name_or_path == "demo":
+        from engine.demo import demo_model_dir
+
+        base_note = f" (ftwb's bundled tiny model, built locally at `{demo_model_dir()}`)"
     lines = [f"# {run_dir.name}", "", f"A {what}, trained with ftwb.", "", "## Lineage", "",
-             f"- Base model: `{cfg.model.name_or_path}`",
+             f"- Base model: `{cfg.model.name_or_path}`{base_note}",
              f"- Method: {cfg.method}" + (f" (r={cfg.lora.r}, alpha={cfg.lora.alpha:g}, target modules: "
                                           f"{cfg.lora.target_modules})" if cfg.method != "full" else ""),
              f"- Dataset: `{data.get('source', cfg.data.path)}`",

@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import pytest
 
+from engine import config as C
+from engine import rundir
+from engine_helpers import ftwb
+
 from engine.evaluate import scores
 from engine.serve import BadRequest, parse_request
 from tui.screens.playground import parse_settings
@@ -72,3 +76,14 @@ def test_playground_settings_reject_out_of_range_values_with_a_message():
                    {"temperature": "0", "top_p": "1", "max_new_tokens": "1.5"}):
         settings, problem = parse_settings(values)
         assert settings == {} and problem
+
+
+def test_cli_eval_bad_input_exits_2_with_one_line(tmp_path):
+    missing = ftwb("eval", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and "no such directory" in missing.stderr
+    C.save(C.RunConfig(), tmp_path / rundir.CONFIG)
+    no_adapter = ftwb("eval", str(tmp_path))
+    assert no_adapter.returncode == 2 and "no trained adapter" in no_adapter.stderr
+    assert "Traceback" not in no_adapter.stderr and len(no_adapter.stderr.strip().splitlines()) == 1
+    bad_n = ftwb("eval", str(tmp_path), "--max-samples", "0")
+    assert bad_n.returncode == 2 and "--max-samples" in bad_n.stderr

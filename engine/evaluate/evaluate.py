@@ -25,15 +25,24 @@ def _noop(*_a, **_k) -> None:
     return None
 
 
-def held_out(prepared) -> tuple[str, list[dict], list[dict], str | None]:
-    """(split name, tokenised items, normalised examples, note) of the held-out data."""
+def held_out(prepared) -> tuple[str, list[dict], str | None]:
+    """(split name, tokenised items, note) of the held-out data."""
     test = list(getattr(prepared, "test", None) or [])
     if test:
-        return "test", test, list(getattr(prepared, "test_examples", None) or []), None
-    val = list(getattr(prepared, "val", None) or [])
+        return "test", test, None
     note = ("this run kept no test split (data.test_split is 0), so the validation split was used; "
-            "it also picked the best checkpoint, so these scores are optimistic")
-    return "val", val, list(getattr(prepared, "val_examples", None) or []), note
+            "it also chose the best checkpoint, so these scores are optimistic")
+    return "val", list(getattr(prepared, "val", None) or []), note
+
+
+def examples_for(cfg: C.RunConfig, fmt: str, items: list[dict]) -> list[dict]:
+    """The normalised example of each tokenised item (same order), with its "row"."""
+    from engine.data.load import load_rows
+    from engine.data.normalize import normalize_rows
+
+    examples, rows, _ = normalize_rows(load_rows(cfg.data.path), fmt)
+    by_row = dict(zip(rows, examples))
+    return [{**by_row[it["row"]], "row": it["row"]} for it in items if it["row"] in by_row]
 
 
 def evaluate_run(run_dir: str | Path, *, model=None, tokenizer=None, emit: Callable[..., Any] | None = None,
@@ -62,7 +71,7 @@ def evaluate_run(run_dir: str | Path, *, model=None, tokenizer=None, emit: Calla
             from engine.data.prepare import prepare
 
             prepared = prepare(cfg, tokenizer, emit=None)
-        split, items, examples, note = held_out(prepared)
+        split, items, note = held_out(prepared)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         result: dict[str, Any] = {"run": run_dir.name, "split": split, "note": note, "examples": len(items)}
         sides: dict[str, dict[str, Any]] = {}
@@ -71,13 +80,14 @@ def evaluate_run(run_dir: str | Path, *, model=None, tokenizer=None, emit: Calla
 
         limit = max_samples or cfg.eval.max_samples
         new_tokens = max_new_tokens or cfg.eval.max_new_tokens
-        chosen = examples[:limit]
-        prompts, refs, prompt_msgs = [], [], []
+        chosen = examples_for(cfg, prepared.fmt, items[:limit])
+        prompts, refs, prompt_msgs, sample_rows = [], [], [], []
         for ex in chosen:
             msgs, ref = split_prompt(ex["messages"]) if "messages" in ex else ([], "")
             if not msgs:
                 continue  # completion-style examples have no prompt to generate from
             prompt_msgs.append(msgs)
+            sample_rows.append(ex["row"])
             refs.append(ref)
             prompts.append(encode_prompt(tokenizer, msgs))
         json_task = bool(refs) and sum(scores.is_json_reference(r) for r in refs) * 2 >= len(refs)
@@ -95,8 +105,7 @@ def evaluate_run(run_dir: str | Path, *, model=None, tokenizer=None, emit: Calla
         out_dir = run_dir / rundir.EVAL
         samples = []
         for i, (msgs, ref) in enumerate(zip(prompt_msgs, refs)):
-            ex = chosen[i] if i < len(chosen) else {}
-            samples.append({"index": i, "row": ex.get("row"), "prompt": msgs, "reference": ref,
+            samples.append({"index": i, "row": sample_rows[i], "prompt": msgs, "reference": ref,
                             "base": outputs["base"][i], "tuned": outputs["tuned"][i],
                             "base_scores": per["base"][i], "tuned_scores": per["tuned"][i]})
         C.atomic_write_text(out_dir / SAMPLES, "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
