@@ -95,27 +95,26 @@ async def test_config_screen_validates_each_change_and_saves_atomically(tmp_path
         assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp file left
 
 
-async def test_data_screen_previews_rows_with_detected_format(tmp_path):
+async def test_opening_a_dataset_shows_it_in_the_data_workbench(tmp_path):
+    from tui.widgets.data.rows_table import RowsTable
+
     ds = tmp_path / "chat.jsonl"
     ds.write_text("".join('{"messages":[{"role":"user","content":"hi %d"},{"role":"assistant","content":"yo"}]}\n' % i
                           for i in range(30)))
     app = _app(resolve(str(ds)))
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: app.screen.query_one(DataTable).row_count == 30)
-        status = str(app.screen.query_one("#data-status").render())
-        assert "30 rows" in status and "chat" in status
-        assert "user: hi 0 | assistant: yo" in str(app.screen.query_one(DataTable).get_row_at(0)[1])
+        await wait_for(pilot, lambda: app.screen.query_one(RowsTable).count == 30)
+        await wait_for(pilot, lambda: "chat" in str(app.screen.query_one("#dwb-title").render()))
+        assert "30 rows" in str(app.screen.query_one("#dwb-title").render())
 
 
-async def test_data_screen_reports_a_missing_file_in_one_line(tmp_path):
+async def test_a_missing_dataset_is_reported_in_one_line(tmp_path):
     app = _app()
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("1")
         await pilot.pause(0.2)
-        inp = app.screen.query_one("#data-path", Input)
-        inp.value = str(tmp_path / "nope.jsonl")
-        await inp.action_submit()
-        await wait_for(pilot, lambda: "not found" in str(app.screen.query_one("#data-status").render()))
+        app.screen._open(str(tmp_path / "nope.jsonl"))
+        await wait_for(pilot, lambda: "nope.jsonl" in str(app.screen.query_one("#dwb-banner").render()))
 
 
 async def test_help_lists_the_screen_keys_and_quit_exits_without_a_live_run():

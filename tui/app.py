@@ -10,7 +10,7 @@ from textual.binding import Binding
 
 from engine import rundir
 from tui.screens.config import ConfigScreen
-from tui.screens.data import DataScreen
+from tui.screens.data_workbench import DataWorkbenchScreen
 from tui.screens.dialogs import HelpScreen, QuitDialog
 from tui.screens.runs import RunsScreen
 from tui.screens.train import TrainScreen
@@ -31,7 +31,7 @@ def default_theme() -> str:
 class FtwbApp(App[int]):
     TITLE = "ftwb"
     CSS_PATH = "app.tcss"
-    MODES = {"data": DataScreen, "config": ConfigScreen, "train": TrainScreen, "runs": RunsScreen}
+    MODES = {"data": DataWorkbenchScreen, "config": ConfigScreen, "train": TrainScreen, "runs": RunsScreen}
     BINDINGS = [
         *(Binding(f"{num},{key}", f"switch_mode('{mode}')", label, show=False, tooltip=f"{label} screen")
           for mode, label, num, key in SCREENS),
