@@ -61,6 +61,7 @@ class ConfigScreen(Screen):
         self.gpu_target = E.DEFAULT_GPU_GB * E.GB
         self.rows_cache: dict[str, E.DataSize] = {}
         self._timer: Timer | None = None
+        self._synced: dict | None = None  # app.config as this form last set or showed it
 
     @property
     def valid(self) -> bool:
@@ -96,13 +97,14 @@ class ConfigScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self._synced = self.app.config.to_dict()
         self._status()
         self._detect_gpu()
         self._recompute()
 
     def on_screen_resume(self) -> None:
         # Other screens may have changed app.config (e.g. the dataset path on Data).
-        if self.valid and self.app.config.to_dict() != self.form_dict():
+        if self._synced is not None and self.app.config.to_dict() != self._synced:
             self.fill(self.app.config)
 
     # ------------------------------------------------------------ form <-> config
@@ -143,6 +145,7 @@ class ConfigScreen(Screen):
         self.app.config_problem = self.problem
         if self.problem is None and cfg is not None:
             self.app.config = cfg
+        self._synced = self.app.config.to_dict()
         self._status()
         return cfg if self.problem is None else None
 

@@ -2,7 +2,7 @@
 help with the usual range, and a red line under it naming a bad value and what is allowed."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from rich.text import Text
 from textual.app import ComposeResult
@@ -53,6 +53,8 @@ def parse(path: str, meta: dict, text: str) -> Any:
     if path == TARGETS:
         s = text.strip()
         return s if s == "all-linear" else [p.strip() for p in s.split(",") if p.strip()]
+    if not text.strip() and type(None) in get_args(meta["type"]):
+        return None  # an empty optional field (`str | None`) means "not set"
     return F.from_text(text, meta)
 
 

@@ -71,7 +71,8 @@ class ImportDialog(ModalScreen[C.RunConfig | None]):
         except C.ConfigError as e:
             out.update(Text("✖ " + str(e), style="bold red"))
             return
-        out.update(report(self.result))
+        self.report = report(self.result)
+        out.update(self.report)
 
     def action_load(self) -> None:
         if self.result is None:
