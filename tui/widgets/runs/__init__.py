@@ -1,0 +1,1 @@
+"""Widgets of the Runs screen: evaluation results, worst examples, lineage, export dialog."""
