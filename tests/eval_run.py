@@ -11,7 +11,7 @@ from engine import rundir
 from engine_helpers import events_of, ftwb, only_run, write_config
 
 STEPS = 40
-EVAL_SAMPLES = 12
+EVAL_SAMPLES = 16
 EVAL_NEW_TOKENS = 64
 
 

@@ -107,3 +107,35 @@ def test_export_of_a_run_without_adapter_is_refused(tmp_path):
         export_run(tmp_path)
     cli = ftwb("export", str(tmp_path / "missing"))
     assert cli.returncode == 1 and "not a run directory" in cli.stderr
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda(), reason="QLoRA needs a CUDA GPU")
+def test_qlora_run_evaluates_on_4bit_and_merges_into_a_bf16_base(tmp_path):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from engine.evaluate.evaluate import evaluate_run
+    from engine.export import export_run
+    from engine_helpers import only_run, write_config
+    from eval_run import eval_test_config
+
+    cfg = eval_test_config()
+    cfg.method, cfg.train.max_steps = "qlora", 10
+    res = ftwb("train", str(write_config(cfg, tmp_path / "q.yaml")), "--runs-dir", str(tmp_path / "runs"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    run = only_run(tmp_path / "runs")
+    out = evaluate_run(run, max_samples=2, max_new_tokens=8)
+    assert out["tuned"]["loss"] is not None and out["generated"] == 2
+    merged = export_run(run, tmp_path / "merged", merge=True)
+    model = AutoModelForCausalLM.from_pretrained(str(merged))
+    assert model.dtype == torch.bfloat16
+    assert not any("4bit" in type(m).__name__.lower() for m in model.modules())

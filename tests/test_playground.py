@@ -95,6 +95,15 @@ async def test_client_streams_both_sides_and_done_text_matches_the_tokens(run_di
         assert "error" in bad[0] and "messages" in bad[0]["error"]
         again = [m async for m in client.generate(PROMPT, which="tuned", max_new_tokens=4)]
         assert again[-1].get("done") and again[-1]["which"] == "tuned"
+        # cancel stops a long generation after the token in flight
+        stopped = []
+        async for msg in client.generate(PROMPT, which="both", temperature=1.0, max_new_tokens=2000):
+            stopped.append(msg)
+            if len(stopped) == 1:
+                await client.cancel()
+        ends = [m for m in stopped if m.get("done")]
+        assert len(ends) == 2 and all(m["cancelled"] for m in ends)
+        assert len(stopped) < 100
     finally:
         await client.close()
     assert not client.running

@@ -67,7 +67,7 @@ class PlaygroundScreen(Screen):
     """
     BINDINGS = [
         Binding("ctrl+enter,ctrl+j", "send", "Send", priority=True, tooltip="Send the prompt to both models"),
-        Binding("ctrl+x", "stop", "Stop", tooltip="Stop the generation in progress"),
+        Binding("ctrl+g", "stop", "Stop", priority=True, tooltip="Stop the generation in progress"),
         Binding("ctrl+l", "clear", "Clear", tooltip="Clear both panes"),
         Binding("escape", "back", "Back", tooltip="Close the playground (stops its model process)"),
     ]
@@ -133,7 +133,7 @@ class PlaygroundScreen(Screen):
             return
         self.ready = True
         self.query_one("#pg-title", Static).update(self._title(f"ready on {info.get('device', '?')}"))
-        self._status("ready: type a prompt and press enter (ctrl+x stops, esc goes back)")
+        self._status("ready: type a prompt and press enter (ctrl+g stops, esc goes back)")
 
     def _fail(self, message: str) -> None:
         self.ready = False
@@ -162,7 +162,7 @@ class PlaygroundScreen(Screen):
             self._status("the model is not ready yet" if self.client else "no model to send to")
             return
         if self.busy:
-            self._status("still generating: ctrl+x stops it")
+            self._status("still generating: ctrl+g stops it")
             return
         if not prompt:
             self._status("type a prompt first")
