@@ -4,7 +4,8 @@ One JSON object per line: {"v": 1, "type": ..., "ts": <unix seconds>, ...}. Plai
 cheap to import, shared with the TUI. Readers ignore unknown fields and types.
 
 Types: hello, phase, progress, metric, eval, memory, checkpoint, warning, error, done,
-and data (dataset statistics: rows, truncated, dropped, ...).
+data (dataset statistics: rows, truncated, dropped, ...), log (a line for the
+human log) and eval_result (base vs fine-tuned scores at the end of a run).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from typing import Any, Iterator
 VERSION = 1
 
 TYPES = ("hello", "phase", "progress", "metric", "eval", "memory", "checkpoint",
-         "warning", "error", "done", "data", "log")
+         "warning", "error", "done", "data", "log", "eval_result")
 PHASES = ("loading_model", "preparing_data", "training", "evaluating", "saving", "exporting")
 DONE_STATUSES = ("completed", "stopped", "failed")
 ERROR_KINDS = ("oom", "data", "config", "crash")
