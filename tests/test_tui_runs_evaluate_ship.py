@@ -145,7 +145,7 @@ async def test_eval_results_on_file_show_base_and_tuned_with_coloured_deltas(tmp
         samples = screen.query_one(SamplesTable)
         assert samples.row_count == 2
         row = [str(c) for c in samples.get_row_at(0)]
-        assert "ticket 20" in row[1] and "shipping" in row[2] and "base answer 0" in row[3] and "tuned answer 0" in row[4]
+        assert "ticket 20" in row[1] and "category" in row[2] and "base answer 0" in row[3] and "tuned answer 0" in row[4]
 
 
 async def test_eval_key_runs_ftwb_eval_when_none_on_file_and_reports_its_refusal(tmp_path):

@@ -77,6 +77,7 @@ class RunsScreen(Screen):
         self.worst: list[dict] | None = None  # None: not loaded or never computed
         self.evaluating: dict[str, float] = {}  # run path -> start time of its `ftwb eval`
         self.computing_worst: set[str] = set()
+        self.eval_errors: dict[str, str] = {}     # run path -> the one-line message of its failed eval
         self.last_argv: list[str] | None = None  # the last ftwb command line run (tests read it)
         self.last_result: ra.CliResult | None = None
         self._details_for: str | None = None
@@ -203,6 +204,8 @@ class RunsScreen(Screen):
         started = self.evaluating.get(str(r.path)) if r is not None else None
         state = f"evaluating {r.name} with `ftwb eval`… {time.monotonic() - started:.0f} s " \
                 "(base and fine-tuned on the held-out split)" if started is not None else ""
+        if not state and r is not None and str(r.path) in self.eval_errors:
+            state = f"the last `ftwb eval` failed: {self.eval_errors[str(r.path)]}"
         self.query_one(EvalScores).show(self.results, state)
 
     def _tick(self) -> None:
@@ -245,9 +248,11 @@ class RunsScreen(Screen):
             self.evaluating.pop(path, None)
         self.last_result = res
         if res.rc == 0:
+            self.eval_errors.pop(path, None)
             self.notify(f"{name}: evaluation done")
         else:
-            self.notify(f"{name}: {res.message}", severity="error", timeout=10)
+            self.eval_errors[path] = res.message.removeprefix("ftwb eval: ")
+            self.notify(f"{name}: {self.eval_errors[path]}", severity="error", timeout=10)
         self._eval_key = None  # re-read results and samples from RUN_DIR/eval/
         self._refresh_details()
 

@@ -58,7 +58,7 @@ class EvalScores(Static):
 
         parts: list = []
         if state:
-            parts.append(Text(state, "bold yellow"))
+            parts.append(Text(state, "bold red" if state.startswith("the last") else "bold yellow"))
         if res:
             parts += [headline(res), scores_table(res)]
         elif not state:
@@ -77,17 +77,29 @@ class SamplesTable(DataTable):
 
     DEFAULT_CSS = "SamplesTable { height: 1fr; }"
 
+    COLUMNS = ("#", "prompt", "reference", "base", "fine-tuned")
+    samples: list[dict] = []
+    _width = 0
+
     def on_mount(self) -> None:
         self.cursor_type = "row"
         self.zebra_stripes = True
-        self.add_columns("#", "prompt", "reference", "base", "fine-tuned")
+        self.add_columns(*self.COLUMNS)
 
     def show(self, samples: list[dict]) -> None:
         from tui.services.run_actions import prompt_text
 
-        self.clear()
+        self.clear(columns=True)  # column widths follow this run's samples, not the last one's
+        self.add_columns(*self.COLUMNS)
+        self.samples, self._width = samples, self.size.width or self.app.size.width
+        n = max(16, (self._width - 20) // 4 - 3)  # four text columns (and their padding) share the width
         for i, s in enumerate(samples):
             ts, bs = s.get("tuned_scores") or {}, s.get("base_scores") or {}
             mark = lambda sc: "✓ " if sc.get("exact_match") else ""  # noqa: E731 - an exact hit stands out
-            self.add_row(str(s.get("index", i)), _cell(prompt_text(s), 40), _cell(s.get("reference")),
-                         Text(mark(bs) + _cell(s.get("base"))), Text(mark(ts) + _cell(s.get("tuned"))), key=str(i))
+            self.add_row(str(s.get("index", i)), _cell(prompt_text(s), n), _cell(s.get("reference"), n),
+                         Text(mark(bs) + _cell(s.get("base"), n)), Text(mark(ts) + _cell(s.get("tuned"), n)),
+                         key=str(i))
+
+    def on_resize(self, event) -> None:
+        if self.samples and event.size.width != self._width:
+            self.show(self.samples)

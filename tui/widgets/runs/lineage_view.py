@@ -69,4 +69,6 @@ class LineageView(Static):
     DEFAULT_CSS = "LineageView { height: auto; padding: 0 1; }"
 
     def show(self, lineage) -> None:
-        self.update(lineage_text(lineage) if lineage is not None else Text("no run", "dim"))
+        t = lineage_text(lineage) if lineage is not None else Text("no run", "dim")
+        t.no_wrap = self.app.has_class("compact")  # one line per stage where rows are scarce
+        self.update(t)
