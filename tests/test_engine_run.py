@@ -94,6 +94,8 @@ def test_resume_after_sigkill_reaches_the_same_final_step_and_losses(full_run, t
     pid = rundir.read_pid(run)
     os.kill(pid, signal.SIGKILL)
     wait_dead(pid)
+    # The leader can show as a zombie while its other threads still hold the lock's fd.
+    wait_for(lambda: not rundir.is_alive(run), 30)
     assert rundir.summarize(run).status == "crashed"
     killed_at = last_metric_step(run)
     res = ftwb("train", "--resume", str(run))
@@ -120,6 +122,7 @@ def test_sigterm_stops_after_the_step_with_a_checkpoint(tmp_path):
     pid = rundir.read_pid(run)
     os.kill(pid, signal.SIGTERM)
     wait_dead(pid)
+    wait_for(lambda: not rundir.is_alive(run), 30)
     evs = events_of(run)
     done = evs[-1]
     assert done["type"] == "done" and done["status"] == "stopped"
@@ -154,6 +157,7 @@ def test_sigusr1_checkpoints_now_and_hangup_does_not_stop_the_engine(tmp_path):
     assert pid_running(pid)  # save-now does not stop the run
     os.kill(pid, signal.SIGTERM)
     wait_dead(pid)
+    wait_for(lambda: not rundir.is_alive(run), 30)
     assert events_of(run)[-1]["status"] == "stopped"
 
 

@@ -41,7 +41,7 @@ async def test_start_key_runs_the_real_engine_to_completion(tmp_path):
         await _until(pilot, lambda: app.session.state.finished, 300)
         st = app.session.state
         assert st.status == "completed" and st.step == 8
-        assert len(st.loss.ys) == 8 and len(st.val_loss.ys) >= 2
+        assert len(st.loss) == 8 and len(st.val_loss) >= 2
         await pilot.pause(1.5)  # one chart/progress refresh tick
         panel = app.screen.query_one(ProgressPanel)
         assert "step 8/8" in panel.render().plain
