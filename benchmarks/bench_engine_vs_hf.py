@@ -171,7 +171,7 @@ def main() -> None:
         for arm in ("hf", "ftwb"):
             argv = [sys.executable, __file__, "--arm", arm] + [x for x in sys.argv[1:] if x not in ("--arm", "both")]
             out = subprocess.run(argv, capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
-            line = next((ln for ln in out.stdout.splitlines() if ln.startswith("{")), None)
+            line = next((ln for ln in reversed(out.stdout.splitlines()) if ln.startswith('{"arm"')), None)
             if line is None:
                 print(f"{arm} arm failed:\n{out.stderr[-2000:]}")
                 return
@@ -185,7 +185,8 @@ def main() -> None:
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     res = arm_hf(a, device) if a.arm == "hf" else arm_ftwb(a, device)
-    res.update({"arm": a.arm, "size": a.size, "gc": a.gc, "bs": a.bs, "device": device,
+    res = {"arm": a.arm, **res}
+    res.update({"size": a.size, "gc": a.gc, "bs": a.bs, "device": device,
                 "gpu": torch.cuda.get_device_name(0) if device == "cuda" else None, **peak(device)})
     print(json.dumps(res))
 
