@@ -262,24 +262,29 @@ def from_dict(data: Any) -> RunConfig:
     return cfg
 
 
-def load(path: str | os.PathLike) -> RunConfig:
+def read_yaml(path: str | os.PathLike, missing_hint: str, what: str = "file") -> Any:
+    """Parse a YAML file; every failure is a ConfigError naming the file (and line)."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(f"{p}: config file not found; check the path or run `ftwb train --demo`") from None
+        raise ConfigError(f"{p}: {what} not found; {missing_hint}") from None
     except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{p}: cannot read the config ({e})") from None
+        raise ConfigError(f"{p}: cannot read the {what} ({e})") from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise ConfigError(f"{p}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+
+
+def load(path: str | os.PathLike) -> RunConfig:
+    data = read_yaml(path, "check the path or run `ftwb train --demo`", what="config file")
     try:
         return from_dict(data or {})
     except ConfigError as e:
-        raise ConfigError(f"{p}: {e}") from None
+        raise ConfigError(f"{Path(path)}: {e}") from None
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:

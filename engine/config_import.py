@@ -15,7 +15,7 @@ from typing import Any, Callable
 import yaml
 
 from engine import config as C
-from engine.config import ConfigError, RunConfig
+from engine.config import ConfigError, RunConfig, read_yaml
 
 AXOLOTL_KEYS = {"base_model", "adapter", "lora_r", "sequence_len", "micro_batch_size", "num_epochs",
                 "sample_packing", "lora_target_linear", "val_set_size", "datasets", "load_in_4bit"}
@@ -48,18 +48,7 @@ def detect_kind(data: dict[str, Any]) -> str | None:
 
 def read_source(path: str | Path) -> dict[str, Any]:
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: file not found; pass the path of an Axolotl or LLaMA-Factory YAML") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{p}: cannot read it ({e})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ConfigError(f"{p}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
+    data = read_yaml(p, "pass the path of an Axolotl or LLaMA-Factory YAML")
     if not isinstance(data, dict):
         raise ConfigError(f"{p}: expected a YAML mapping of settings, got {type(data).__name__}")
     return data
