@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import yaml
 
 from engine import config as C
 from engine.config import ConfigError, RunConfig, read_yaml

@@ -117,6 +117,7 @@ def test_resume_after_sigkill_reaches_the_same_final_step_and_losses(full_run, t
 def test_sigterm_stops_after_the_step_with_a_checkpoint(tmp_path):
     cfg = write_config(small_demo_config(max_steps=500, save_every=0, eval_every=0), tmp_path / "run.yaml")
     res = ftwb("train", str(cfg), "--runs-dir", str(tmp_path / "runs"), "--detach")
+    assert res.returncode == 0, res.stderr
     run = only_run(tmp_path / "runs")
     wait_for(lambda: last_metric_step(run) >= 3)
     pid = rundir.read_pid(run)

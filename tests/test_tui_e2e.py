@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 from engine_helpers import ROOT, last_metric_step, pid_running, small_demo_config, wait_dead, wait_for, write_config

@@ -3,7 +3,6 @@ the notifications for a healthy run, a NaN, an OOM, a crash and overfitting."""
 from __future__ import annotations
 
 import importlib.util
-import json
 import time
 from pathlib import Path
 

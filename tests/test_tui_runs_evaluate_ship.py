@@ -11,9 +11,7 @@ import json
 import time
 from pathlib import Path
 
-import pytest
 from rich.console import Console
-from textual.widgets import DataTable
 
 from engine import config as C
 from engine.events import EventWriter

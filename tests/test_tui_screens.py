@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
 from textual.widgets import DataTable, Input
 
 from engine import config as C
@@ -58,7 +57,7 @@ async def test_runs_overlay_and_config_diff_of_two_selected_runs():
                        if chart.legend is not None else False)
         await pilot.press("v")
         await pilot.pause(0.3)
-        assert type(app.screen).__name__ == "DiffScreen"
+        assert type(app.screen).__name__ == "DiffView"
         fields = [r[0] for r in app.screen.rows]
         assert "method" in fields and "train.max_steps" in fields
 

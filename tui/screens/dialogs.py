@@ -61,23 +61,3 @@ class HelpScreen(ModalScreen[None]):
             yield Label(Text("ctrl+p opens the command palette (screens, themes, run control). "
                              "esc closes this.", style="dim"))
 
-
-class DiffScreen(ModalScreen[None]):
-    """The config fields that differ between two runs."""
-
-    BINDINGS = [Binding("escape,q", "dismiss(None)", "Close")]
-
-    def __init__(self, a_name: str, b_name: str, rows: list[tuple[str, object, object]]):
-        super().__init__()
-        self.a_name, self.b_name, self.rows = a_name, b_name, rows
-
-    def compose(self) -> ComposeResult:
-        table = Table(box=None, header_style="bold")
-        table.add_column("field")
-        table.add_column(self.a_name, style="red")
-        table.add_column(self.b_name, style="green")
-        for path, a, b in self.rows:
-            table.add_row(path, repr(a), repr(b))
-        with VerticalScroll(id="dialog"):
-            yield Label(Text("Config diff", style="bold"), id="dialog-title")
-            yield Static(table if self.rows else Text("The two configs are identical.", style="dim"))

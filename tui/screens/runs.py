@@ -420,9 +420,10 @@ class RunsScreen(Screen):
         except ConfigError as e:
             self.notify(str(e), severity="error")
             return
-        from tui.screens.dialogs import DiffScreen
+        from tui.widgets.config.diff_view import DiffView
 
-        self.app.push_screen(DiffScreen(Path(paths[0]).name, Path(paths[1]).name, rows))
+        a, b = Path(paths[0]).name, Path(paths[1]).name
+        self.app.push_screen(DiffView("Config diff", a, b, rows))
 
     def action_resume(self) -> None:
         r = self._current()

@@ -3,7 +3,6 @@ workbench's page cache, so a million-row file costs what one screen of rows cost
 from __future__ import annotations
 
 import numpy as np
-from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding
@@ -125,15 +124,20 @@ class RowsTable(ScrollView, can_focus=True):
     def _set_cursor(self, k: int) -> None:
         if not self.count:
             return
-        k = max(0, min(self.count - 1, k))
-        self.cursor = k
-        top, h = int(self.scroll_offset.y), max(1, self.size.height)
-        if k < top:
-            self.scroll_to(y=k, animate=False)
-        elif k >= top + h:
-            self.scroll_to(y=k - h + 1, animate=False)
+        self.cursor = max(0, min(self.count - 1, k))
+        self._keep_cursor_visible()
+        # Layout may still change the height (panels appearing): check again after it.
+        self.call_after_refresh(self._keep_cursor_visible)
         self.refresh()
         self._announce()
+
+    def _keep_cursor_visible(self) -> None:
+        k = self.cursor
+        top, h = int(self.scroll_offset.y), max(1, self.size.height)
+        if k < top:
+            self.scroll_to(y=k, animate=False, immediate=True)
+        elif k >= top + h:
+            self.scroll_to(y=k - h + 1, animate=False, immediate=True)
 
     def _announce(self) -> None:
         self.post_message(self.CursorMoved(self.source_index()))
@@ -173,6 +177,7 @@ class RowsTable(ScrollView, can_focus=True):
 
     def on_resize(self, event) -> None:
         self.virtual_size = Size(event.size.width, self.count)
+        self.call_after_refresh(self._keep_cursor_visible)
 
     def on_focus(self) -> None:
         self.refresh()
