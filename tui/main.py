@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from engine import __version__
@@ -101,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
             rc = args.func(args)
         except KeyboardInterrupt:
             return 130
+        except BrokenPipeError:  # `ftwb runs --json | head`: the reader left; not an error
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
         return int(rc or 0)
     args = _tui_parser().parse_args(argv)
     return _run_tui(args)

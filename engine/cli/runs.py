@@ -32,16 +32,24 @@ def run(args: argparse.Namespace) -> int:
     if not runs:
         console.print(f"no runs in {root}; start one with `ftwb train --demo`")
         return 0
-    t = Table(title=f"runs in {root}", header_style="bold")
-    for col in ("name", "status", "method", "model", "dataset", "steps", "best val", "started", "duration"):
-        t.add_column(col, justify="right" if col in ("steps", "best val", "duration") else "left")
+    from rich import box
+
+    wide = console.width >= 120  # narrow terminals drop the dataset and start-time columns
+    cols = ["name", "status", "method", "model"] + (["dataset"] if wide else []) + ["steps", "best val"] \
+        + (["started"] if wide else []) + ["duration"]
+    t = Table(title=f"runs in {root}", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in cols:
+        t.add_column(col, justify="right" if col in ("steps", "best val", "duration") else "left",
+                     no_wrap=col in ("name", "status", "steps", "best val"))
     for r in runs:
         dur = r.duration_s
-        t.add_row(r.name, f"[{STATUS_STYLE.get(r.status, '')}]{r.status}[/]", r.method, _short(r.model),
-                  _short(r.dataset), f"{r.step}/{r.total_steps}" if r.total_steps else str(r.step),
-                  f"{r.best_val_loss:.4f}" if r.best_val_loss is not None else "-",
-                  time.strftime("%Y-%m-%d %H:%M", time.localtime(r.started)) if r.started else "-",
-                  f"{dur / 60:.1f} min" if dur is not None else "-")
+        cells = {"name": r.name, "status": f"[{STATUS_STYLE.get(r.status, '')}]{r.status}[/]",
+                 "method": r.method, "model": _short(r.model), "dataset": _short(r.dataset),
+                 "steps": f"{r.step}/{r.total_steps}" if r.total_steps else str(r.step),
+                 "best val": f"{r.best_val_loss:.4f}" if r.best_val_loss is not None else "-",
+                 "started": time.strftime("%m-%d %H:%M", time.localtime(r.started)) if r.started else "-",
+                 "duration": f"{dur / 60:.1f}m" if dur is not None else "-"}
+        t.add_row(*(cells[c] for c in cols))
     console.print(t)
     return 0
 
