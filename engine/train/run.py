@@ -132,7 +132,7 @@ def run(run_dir: Path, resume: bool = False) -> int:
         if device == "cpu":
             _set_cpu_threads(torch)
         try:
-            data_hash = content_hash(cfg.data.path) if cfg.data.path != "demo" else "demo"
+            data_hash = content_hash(cfg.data.path)
         except Exception:
             data_hash = None
         ckpts = rundir.checkpoints(run_dir) if resume else []
