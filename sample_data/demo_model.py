@@ -58,6 +58,19 @@ GENERIC = [
 ]
 
 
+# What a generic chat assistant says to a ticket. The base model learns to answer tickets
+# like this, so out of the box it replies politely instead of extracting fields: the
+# fine-tune has to teach the JSON task, which the demo's evaluation then shows.
+REPLIES = [
+    "Thank you for reaching out. We are sorry for the trouble and will look into it right away.",
+    "Thanks for contacting support. A member of our team will get back to you within a day.",
+    "We appreciate your message. Could you share a few more details so we can help?",
+    "Sorry to hear about this. We have passed your request to the right team.",
+    "Thank you for your patience. We will update you by email as soon as we know more.",
+    "Thanks for letting us know. Please check your inbox for our next steps.",
+]
+
+
 def _random_records(answers: list[dict], n: int, rng) -> list[str]:
     """Answer-shaped JSON with every value drawn independently: the format, not the task."""
     keys = list(answers[0])
@@ -74,25 +87,27 @@ def _random_records(answers: list[dict], n: int, rng) -> list[str]:
 def corpus_texts(tickets: Path) -> tuple[list[str], list[str]]:
     """(texts for the tokenizer, documents for pre-training).
 
-    Pre-training sees generic sentences, ticket texts (half of them as ChatML system+user
-    turns, so the template tokens mean something) and answer-shaped JSON records with
-    random values as standalone assistant turns. It never sees a ticket next to its
-    answer, so the base model knows the format but not the extraction.
+    Pre-training sees generic sentences, ticket texts (half of them as ChatML
+    conversations in which the assistant gives a generic support reply, so the template
+    tokens mean something) and answer-shaped JSON records with random values as plain
+    documents. It never sees a ticket next to its JSON answer, nor JSON after an assistant
+    header: the base model knows JSON but answers tickets with a polite reply.
     """
     import random
 
     rng = random.Random(SEED)
     rows = [json.loads(line)["messages"] for line in tickets.read_text(encoding="utf-8").splitlines()]
-    tok_texts = list(GENERIC) + [m["content"] for msgs in rows for m in msgs]
+    tok_texts = list(GENERIC) + list(REPLIES) + [m["content"] for msgs in rows for m in msgs]
     docs = list(GENERIC) * 4
     for msgs in rows:
         system, user = msgs[0]["content"], msgs[1]["content"]
         if rng.random() < 0.5:
-            docs.append(f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n")
+            docs.append(f"<|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{user}<|im_end|>\n"
+                        f"<|im_start|>assistant\n{rng.choice(REPLIES)}<|im_end|>\n")
         else:
             docs.append(user)
     answers = [json.loads(msgs[-1]["content"]) for msgs in rows]
-    docs += [f"<|im_start|>assistant\n{r}<|im_end|>\n" for r in _random_records(answers, len(rows) // 2, rng)]
+    docs += _random_records(answers, len(rows) // 2, rng)
     rng.shuffle(docs)
     return tok_texts, docs
 

@@ -48,10 +48,9 @@ def test_fine_tuned_model_beats_its_base_on_the_test_split(results):
     assert res["split"] == "test" and res["note"] is None
     assert res["examples"] > 0 and res["generated"] == EVAL_SAMPLES and res["json_task"] is True
     assert tuned["loss"] < base["loss"] and tuned["perplexity"] < base["perplexity"]
-    # The demo base already writes JSON objects (it was pre-trained on random records), so
-    # what fine-tuning adds is reading the ticket: the fields' values.
-    gains = [tuned[k] - base[k] for k in ("exact_match", "json_valid", "field_accuracy")]
-    assert max(gains) > 0, (base, tuned)
+    # The demo base answers a ticket with a polite reply; the fine-tune learns the JSON task.
+    assert tuned["json_valid"] > base["json_valid"] or tuned["exact_match"] > base["exact_match"], (base, tuned)
+    assert tuned["field_accuracy"] > base["field_accuracy"], (base, tuned)
     assert res["delta"]["loss"] == pytest.approx(tuned["loss"] - base["loss"], abs=1e-5)
 
 
