@@ -75,7 +75,7 @@ class GpuProbe:
         except Exception as e:
             name = type(e).__name__
             msg = str(e) or name
-            self.no_gpu_reason = f"No GPU found (NVIDIA driver not available: {msg})."
+            self.no_gpu_reason = f"No GPU found (no NVIDIA driver: {msg})."
             return
         if not self._handles:
             self.no_gpu_reason = "No GPU found (NVML sees no devices)."

@@ -96,7 +96,8 @@ class GpuPane(Widget):
                     h.append_text(sparkline(hist, max(width - 6, 4), self.ascii_mode, style="cyan"))
                     out.append(h)
         else:
-            out.append(Text(snap.no_gpu_reason or "No GPU found.", style="yellow", no_wrap=False))
+            # One line, so the engine's CPU and RAM stay visible in the compact layout.
+            out.append(Text(snap.no_gpu_reason or "No GPU found.", style="yellow", no_wrap=True, overflow="ellipsis"))
             p = snap.proc
             if p is None or p.pid is None:
                 out.append(Text(" engine: no live engine process", style="dim"))
