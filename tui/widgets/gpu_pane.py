@@ -64,7 +64,12 @@ class GpuPane(Widget):
         return len(self._lines(width))
 
     def render(self) -> Text:
-        return Text("\n").join(self._lines(self.content_size.width))
+        width = self.content_size.width
+        lines = self._lines(width)
+        for line in lines:  # joining drops each line's no_wrap, so cut them here
+            if line.no_wrap and width > 0:
+                line.truncate(width, overflow="ellipsis")
+        return Text("\n").join(lines)
 
     def _lines(self, width: int) -> list[Text]:
         width = max(width, 20)
