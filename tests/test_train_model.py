@@ -85,3 +85,34 @@ def test_missing_or_bad_model_paths_have_clear_messages(tmp_path):
     with pytest.raises(ModelError, match="no config.json"):
         resolve_model_path(str(tmp_path / "empty"))
     assert resolve_model_path("meta-llama/Llama-3.2-1B") == "meta-llama/Llama-3.2-1B"
+
+
+def test_early_stopping_after_patience_evals_without_improvement(tmp_path):
+    from engine.data.prepare import prepare
+    from engine.train.control import Control
+    from engine.train.loop import Trainer
+
+    cfg = _cfg(train__early_stopping_patience=2)
+    model, tok = load_model(cfg, "cpu")
+    prepared = prepare(cfg, tok)
+    events = []
+    trainer = Trainer(cfg, tmp_path, model, tok, prepared.train[:8], prepared.val[:2], "cpu",
+                      lambda t, **f: events.append((t, f)), Control())
+    vals = iter([2.0, 1.5, 1.6, 1.55])
+    trainer.evaluate = lambda: (next(vals), 1.0)
+    assert [trainer._eval_and_track(s) for s in (10, 20, 30, 40)] == [False, False, False, True]
+    assert (trainer.state.best_val_loss, trainer.state.best_step) == (1.5, 20)
+    assert any(t == "warning" and f["kind"] == "early_stop" for t, f in events)
+
+
+def test_rotation_keeps_the_last_k_and_the_best(tmp_path):
+    from engine import rundir
+    from engine.train.checkpoint import rotate
+
+    for step in (5, 10, 15, 20, 25):
+        d = tmp_path / rundir.CHECKPOINTS / f"checkpoint-{step}"
+        d.mkdir(parents=True)
+        (d / "trainer_state.json").write_text("{}")
+    (tmp_path / rundir.CHECKPOINTS / "checkpoint-30").mkdir()  # incomplete: no state file
+    rotate(tmp_path, keep=2, best_step=10)
+    assert [p.name for p in rundir.checkpoints(tmp_path)] == ["checkpoint-10", "checkpoint-20", "checkpoint-25"]
