@@ -185,3 +185,23 @@ def test_nan_loss_warns_and_stops_with_the_last_good_checkpoint(tmp_path):
     assert "checkpoint-3" in warn["message"]
     assert evs[-1]["status"] == "failed" and evs[-1]["summary"]["last_good_checkpoint"].endswith("checkpoint-3")
     assert max(e["step"] for e in evs if e["type"] == "metric") == 4
+
+
+def test_ctrl_c_in_ftwb_train_stops_with_a_checkpoint_and_exits_130(tmp_path):
+    import subprocess
+    import sys
+
+    from engine_helpers import ROOT
+
+    cfg = write_config(small_demo_config(max_steps=400, save_every=0, eval_every=0), tmp_path / "run.yaml")
+    cli = subprocess.Popen([sys.executable, "-m", "tui.main", "train", str(cfg), "--runs-dir", str(tmp_path / "runs")],
+                           cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                           env={**os.environ, "PYTHONPATH": str(ROOT)})
+    run = wait_for(lambda: next(iter((tmp_path / "runs").glob("*")), None) if (tmp_path / "runs").exists() else None)
+    wait_for(lambda: last_metric_step(run) >= 2)
+    cli.send_signal(signal.SIGINT)  # what Ctrl+C in the terminal sends to the foreground CLI
+    _, err = cli.communicate(timeout=120)
+    assert cli.returncode == 130, err[-2000:]
+    done = events_of(run)[-1]
+    assert done["type"] == "done" and done["status"] == "stopped"
+    assert rundir.checkpoints(run) and "Resume with: ftwb train --resume" in err
