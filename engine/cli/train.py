@@ -198,6 +198,8 @@ def _apply(e: dict, progress, task, info: dict, console) -> dict | None:
         for p in e.get("first_problems") or []:
             console.print(f"  [yellow]row {p.get('row')}" + (f" (line {p.get('line')})" if p.get("line") else "")
                           + f":[/] {p.get('message')}")
+    elif t == "log":
+        console.print(f"[dim]{e.get('message')}[/]")
     elif t == "warning":
         console.print(f"[yellow]warning ({e.get('kind')}):[/] {e.get('message')}")
     elif t == "error":

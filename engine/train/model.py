@@ -12,12 +12,14 @@ class ModelError(RuntimeError):
     """The model cannot be loaded; the message says why and what to do."""
 
 
-def resolve_model_path(name_or_path: str) -> str:
+def resolve_model_path(name_or_path: str, log=None) -> str:
     """'demo' -> the locally built demo model; an existing path -> itself; else a hub id."""
     if name_or_path == "demo":
-        from engine.demo import ensure_demo_model
+        from engine.demo import demo_model_dir, ensure_demo_model
 
-        return str(ensure_demo_model())
+        if log and not demo_model_dir().exists():
+            log("building the demo model (once; cached for later runs)")
+        return str(ensure_demo_model(log=log))
     p = Path(name_or_path).expanduser()
     if p.exists():
         if not (p / "config.json").exists():
@@ -61,13 +63,14 @@ def load_tokenizer(cfg: RunConfig, path: str):
     return tok
 
 
-def load_model(cfg: RunConfig, device: str | None = None) -> tuple[Any, Any]:
-    """Load the base model for `cfg.method` and wrap it for training. Returns (model, tokenizer)."""
+def load_model(cfg: RunConfig, device: str | None = None, log=None) -> tuple[Any, Any]:
+    """Load the base model for `cfg.method` and wrap it for training. Returns (model, tokenizer).
+    `log(message)` receives progress lines (the demo model's one-time build)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     device = device or pick_device()
-    path = resolve_model_path(cfg.model.name_or_path)
+    path = resolve_model_path(cfg.model.name_or_path, log)
     tokenizer = load_tokenizer(cfg, path)
     dtype = pick_dtype(cfg, device)
     attn = "sdpa" if cfg.model.attn_implementation == "auto" else cfg.model.attn_implementation
