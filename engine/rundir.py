@@ -31,7 +31,7 @@ EVAL = "eval"
 
 
 class RunDirError(RuntimeError):
-    pass
+    """A run directory cannot be created, locked or resumed; the message says why."""
 
 
 def default_runs_dir(cli_value: str | None = None, cfg_value: str | None = None) -> Path:
@@ -93,10 +93,7 @@ class RunLock:
         (self.run_dir / PID).write_text(str(os.getpid()))
 
     def release(self) -> None:
-        try:
-            (self.run_dir / PID).unlink()
-        except FileNotFoundError:
-            pass
+        (self.run_dir / PID).unlink(missing_ok=True)
         if self._fd is not None:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
@@ -191,13 +188,13 @@ def summarize(run_dir: str | os.PathLike) -> RunSummary:
         s.method = str(cfg.get("method", "?"))
         s.model = str((cfg.get("model") or {}).get("name_or_path", "?"))
         s.dataset = str((cfg.get("data") or {}).get("path", "?"))
-    except Exception:
-        pass
+    except Exception:  # a damaged config.yaml still lists the run, with "?" fields
+        cfg = None
     try:
         data = json.loads((run_dir / DATA).read_text())
         s.dataset_version = str(data.get("version") or data.get("content_hash", "?"))[:16]
-    except Exception:
-        pass
+    except Exception:  # no data.json yet (the engine is still preparing data)
+        data = None
     done = None
     for e in ev.read_all(run_dir / EVENTS):
         t = e.get("type")

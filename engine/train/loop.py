@@ -29,7 +29,7 @@ _FAULT = os.environ.get("FTWB_INJECT_FAULT", "")
 
 
 class NonFiniteLoss(RuntimeError):
-    pass
+    """The step's loss was NaN or infinite; the run stops with its last good checkpoint."""
 
 
 @dataclass
