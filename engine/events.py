@@ -92,11 +92,9 @@ class EventWriter:
                 n = os.write(self._pipe_fd, view)
                 view = view[n:]
         except OSError as e:
-            if e.errno in (errno.EPIPE, errno.EBADF, errno.EINVAL):
-                self._close_pipe()
-            elif e.errno == errno.EAGAIN:
-                pass  # reader stalled; the log has the event
-            else:
+            # A stalled reader (EAGAIN) only misses this event, which the log has; any
+            # other failure (EPIPE: the TUI went away) ends the pipe for good.
+            if e.errno != errno.EAGAIN:
                 self._close_pipe()
 
     def _close_pipe(self) -> None:

@@ -4,7 +4,6 @@ imports with its mapped and ignored keys, the memory bar says "will not fit" for
 8B model on a 24 GB target, and the effective batch and steps follow the form."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -17,20 +16,13 @@ from tui.services import presets as P
 from tui.services.open_target import Target, resolve
 from tui.widgets.config.batch_summary import BatchSummary
 from tui.widgets.config.memory_bar import MemoryBar
+from pilot_helpers import wait_for  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 FIX = ROOT / "tests" / "fixtures"
 LLAMA_8B = FIX / "models" / "llama-8b"
 AXOLOTL = FIX / "axolotl" / "llama-3-lora-1b.yml"
 
-
-async def wait_for(pilot, cond, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError("condition not reached in time")
 
 
 async def open_config(pilot, app) -> None:

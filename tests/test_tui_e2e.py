@@ -13,17 +13,9 @@ import pytest
 from engine_helpers import ROOT, last_metric_step, pid_running, small_demo_config, wait_dead, wait_for, write_config
 
 from engine import rundir
+from pilot_helpers import wait_for as wait_for_pilot  # noqa: E402
 
 pytestmark = pytest.mark.slow
-
-
-async def _until(pilot, cond, timeout: float):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        await pilot.pause(0.25)
-    raise AssertionError("condition not reached in time")
 
 
 async def test_start_key_runs_the_real_engine_to_completion(tmp_path):
@@ -36,8 +28,8 @@ async def test_start_key_runs_the_real_engine_to_completion(tmp_path):
                   sample_devices=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("s")
-        await _until(pilot, lambda: app.session is not None, 10)
-        await _until(pilot, lambda: app.session.state.finished, 300)
+        await wait_for_pilot(pilot, lambda: app.session is not None, 10)
+        await wait_for_pilot(pilot, lambda: app.session.state.finished, 300)
         st = app.session.state
         assert st.status == "completed" and st.step == 8
         assert len(st.loss) == 8 and len(st.val_loss) >= 2

@@ -12,6 +12,7 @@ from tui.app import FtwbApp
 from tui.services.open_target import resolve
 from tui.widgets.event_log import EventLog
 from tui.widgets.progress_panel import ProgressPanel
+from pilot_helpers import wait_for  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,14 +28,6 @@ def make_runs(out: Path) -> Path:
 def runs(tmp_path_factory) -> Path:
     return make_runs(tmp_path_factory.mktemp("runs"))
 
-
-async def wait_for(pilot, cond, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        await pilot.pause(0.1)
-    raise AssertionError("condition not reached in time")
 
 
 async def replay(run_dir: Path, size=(120, 40)):

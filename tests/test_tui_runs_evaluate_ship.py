@@ -8,7 +8,6 @@ adapter/ with a weights file, so nothing loads a model."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 from rich.console import Console
@@ -18,18 +17,11 @@ from engine.events import EventWriter
 from tui.app import FtwbApp
 from tui.services import run_actions as ra
 from tui.services.open_target import resolve
+from pilot_helpers import wait_for  # noqa: E402
 
 T0 = 1_700_000_000.0
 N_ROWS = 300
 
-
-async def wait_for(pilot, cond, timeout=15.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        await pilot.pause(0.1)
-    raise AssertionError("condition not reached in time")
 
 
 def _dataset(path: Path) -> Path:

@@ -3,7 +3,6 @@ curves, config diffs, validating and saving a config, previewing a dataset, help
 quitting without a live run, and the PATH argument."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from textual.widgets import DataTable, Input
@@ -11,18 +10,11 @@ from textual.widgets import DataTable, Input
 from engine import config as C
 from tui.app import FtwbApp, run_app
 from tui.services.open_target import resolve
+from pilot_helpers import wait_for  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "tests/fixtures/events/runs"
 
-
-async def wait_for(pilot, cond, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        await pilot.pause(0.1)
-    raise AssertionError("condition not reached in time")
 
 
 def _app(target=None, runs=RUNS):

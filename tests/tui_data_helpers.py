@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from pathlib import Path
 
 from textual.app import App
 
 from tui.screens.data_workbench import DataWorkbenchScreen
 from tui.widgets.data.rows_table import RowsTable
+from pilot_helpers import wait_for  # noqa: E402,F401  (re-exported to the data tests)
 
 
 class Host(App):
@@ -21,14 +21,6 @@ class Host(App):
         path, kw = self.screen_args
         self.push_screen(DataWorkbenchScreen(path, **kw))
 
-
-async def wait_for(pilot, cond, timeout: float = 20.0, what: str = "condition") -> None:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"{what} not reached in {timeout}s")
 
 
 def visible_rows(app) -> list[str]:
