@@ -40,6 +40,16 @@ def ftwb(*args: str, env: dict | None = None, timeout: float = 600, **kw) -> sub
                           timeout=timeout, env=full_env, cwd=kw.pop("cwd", ROOT), **kw)
 
 
+def follow_in_background(cfg_path: Path, runs_dir: Path, **popen) -> tuple[subprocess.Popen, Path]:
+    """`ftwb train CONFIG` following its run, as a background process; returns it and the
+    run directory once the engine has logged two steps."""
+    cli = subprocess.Popen([sys.executable, "-m", "tui.main", "train", str(cfg_path), "--runs-dir", str(runs_dir)],
+                           cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, **popen)
+    run = wait_for(lambda: next(iter(runs_dir.glob("*")), None) if runs_dir.exists() else None)
+    wait_for(lambda: last_metric_step(run) >= 2)
+    return cli, run
+
+
 def only_run(runs_dir: Path) -> Path:
     runs = [p for p in runs_dir.iterdir() if p.is_dir()]
     assert len(runs) == 1, runs

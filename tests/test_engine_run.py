@@ -9,8 +9,8 @@ import statistics
 import pytest
 
 from engine import rundir
-from engine_helpers import (events_of, ftwb, last_metric_step, only_run, pid_running, small_demo_config,
-                                  wait_dead, wait_for, write_config)
+from engine_helpers import (events_of, follow_in_background, ftwb, last_metric_step, only_run, pid_running,
+                            small_demo_config, wait_dead, wait_for, write_config)
 
 pytestmark = pytest.mark.slow
 
@@ -138,15 +138,9 @@ def test_sigusr1_checkpoints_now_and_hangup_does_not_stop_the_engine(tmp_path):
     # Start a following (not detached) CLI in its own process group, then kill it the way a
     # dropped SSH link would: the engine must go on.
     import subprocess
-    import sys
 
-    from engine_helpers import ROOT
-
-    cli = subprocess.Popen([sys.executable, "-m", "tui.main", "train", str(cfg), "--runs-dir", str(tmp_path / "runs")],
-                           cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                           env={**os.environ, "PYTHONPATH": str(ROOT)})
-    run = wait_for(lambda: next(iter((tmp_path / "runs").glob("*")), None) if (tmp_path / "runs").exists() else None)
-    wait_for(lambda: last_metric_step(run) >= 2)
+    cli, run = follow_in_background(cfg, tmp_path / "runs", stdout=subprocess.DEVNULL,
+                                    stderr=subprocess.DEVNULL, start_new_session=True)
     os.killpg(cli.pid, signal.SIGHUP)
     cli.wait(timeout=30)
     pid = rundir.read_pid(run)
@@ -189,16 +183,9 @@ def test_nan_loss_warns_and_stops_with_the_last_good_checkpoint(tmp_path):
 
 def test_ctrl_c_in_ftwb_train_stops_with_a_checkpoint_and_exits_130(tmp_path):
     import subprocess
-    import sys
-
-    from engine_helpers import ROOT
 
     cfg = write_config(small_demo_config(max_steps=400, save_every=0, eval_every=0), tmp_path / "run.yaml")
-    cli = subprocess.Popen([sys.executable, "-m", "tui.main", "train", str(cfg), "--runs-dir", str(tmp_path / "runs")],
-                           cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                           env={**os.environ, "PYTHONPATH": str(ROOT)})
-    run = wait_for(lambda: next(iter((tmp_path / "runs").glob("*")), None) if (tmp_path / "runs").exists() else None)
-    wait_for(lambda: last_metric_step(run) >= 2)
+    cli, run = follow_in_background(cfg, tmp_path / "runs", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     cli.send_signal(signal.SIGINT)  # what Ctrl+C in the terminal sends to the foreground CLI
     _, err = cli.communicate(timeout=120)
     assert cli.returncode == 130, err[-2000:]
