@@ -74,6 +74,8 @@ class DataConfig:
     overlong: Literal["truncate", "drop"] = _f("truncate", "What to do with examples longer than max_seq_len.")
     train_on: Literal["assistant", "all"] = _f("assistant", "Train on assistant turns only, or on every token.")
     packing: bool = _f(True, "Pack short examples into one row (attention kept inside each example).")
+    allow_findings: bool = _f(False, "Train even when the dataset has secrets, PII or error-level check "
+                                     "findings (ftwb train refuses them otherwise; --allow-findings).")
 
 
 @dataclass
@@ -103,6 +105,9 @@ class EvalConfig:
     at_end: bool = _f(True, "Evaluate base vs fine-tuned on the test split when the run ends.")
     max_new_tokens: int = _f(128, "Generation length for generation-based scores.", min=1, max=32768)
     max_samples: int = _f(50, "Test examples to generate for.", min=1)
+    sample_prompts: int = _f(3, "Validation prompts answered (greedy) at each eval during training; 0 = off.",
+                             min=0, max=32)
+    sample_max_new_tokens: int = _f(48, "Token cap of each answer generated during training.", min=1, max=1024)
 
 
 @dataclass
