@@ -76,6 +76,8 @@ class DataConfig:
     packing: bool = _f(True, "Pack short examples into one row (attention kept inside each example).")
     allow_findings: bool = _f(False, "Train even when the dataset has secrets, PII or error-level check "
                                      "findings (ftwb train refuses them otherwise; --allow-findings).")
+    sft_on_chosen: bool = _f(False, "Preference data with train.objective: sft trains on prompt + chosen only "
+                                    "(rejected answers unused); off = such a run is refused.")
 
 
 @dataclass
@@ -98,6 +100,23 @@ class TrainConfig:
     keep_checkpoints: int = _f(2, "Keep the last K checkpoints (the best by val loss is kept too).", min=1, max=1000)
     early_stopping_patience: int = _f(0, "Stop after N evals without a better val loss; 0 = off.", min=0)
     log_every: int = _f(1, "Emit a metric event every N optimizer steps.", min=1)
+    objective: Literal["sft", "dpo", "orpo", "kto"] = _f(
+        "sft", "sft (next-token loss); dpo or orpo on chosen/rejected pairs; kto on rows labelled good/bad.")
+
+
+@dataclass
+class PreferenceConfig:
+    beta: float = _f(0.1, "DPO/KTO: how far the policy may move from the reference (0.05-0.5; lower = further). "
+                          "ORPO: weight of the odds-ratio term (about 0.1).", gt=0, max=100.0)
+    loss: Literal["sigmoid", "ipo", "hinge"] = _f(
+        "sigmoid", "DPO loss: sigmoid (standard DPO), ipo (squared, per-token averaged; resists overfitting), hinge.")
+    label_smoothing: float = _f(0.0, "DPO sigmoid: assumed fraction of flipped pairs (conservative DPO); 0-0.2.",
+                                min=0.0, max=0.49)
+    rpo_alpha: float = _f(0.0, "DPO: add this times the chosen answers' NLL (RPO); 0 = off, about 1.0 when used.",
+                          min=0.0, max=100.0)
+    desirable_weight: float = _f(1.0, "KTO: weight of rows labelled good; raise it when they are the minority.",
+                                 gt=0, max=100.0)
+    undesirable_weight: float = _f(1.0, "KTO: weight of rows labelled bad.", gt=0, max=100.0)
 
 
 @dataclass
@@ -124,6 +143,7 @@ class RunConfig:
     quant: QuantConfig = field(default_factory=QuantConfig)
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    preference: PreferenceConfig = field(default_factory=PreferenceConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 
@@ -142,7 +162,7 @@ class RunConfig:
         return from_dict(self.to_dict())
 
 
-SECTIONS = ("model", "lora", "quant", "data", "train", "eval", "output")
+SECTIONS = ("model", "lora", "quant", "data", "train", "preference", "eval", "output")
 
 
 # ---------------------------------------------------------------- validation
