@@ -5,7 +5,10 @@ cheap to import, shared with the TUI. Readers ignore unknown fields and types.
 
 Types: hello, phase, progress, metric, eval, memory, checkpoint, warning, error, done,
 data (dataset statistics: rows, truncated, dropped, ...), log (a line for the
-human log) and eval_result (base vs fine-tuned scores at the end of a run).
+human log), eval_result (base vs fine-tuned scores at the end of a run) and samples
+(step, base: bool, seconds, samples: [{prompt, expected, answer}]: greedy answers to
+eval.sample_prompts fixed validation prompts, by the base model once before the first
+step (base true) and by the model in training at every eval).
 """
 from __future__ import annotations
 
@@ -19,12 +22,16 @@ from typing import Any, Iterator
 VERSION = 1
 
 TYPES = ("hello", "phase", "progress", "metric", "eval", "memory", "checkpoint",
-         "warning", "error", "done", "data", "log", "eval_result")
+         "warning", "error", "done", "data", "log", "eval_result", "samples")
 PHASES = ("loading_model", "preparing_data", "training", "evaluating", "saving", "exporting")
 DONE_STATUSES = ("completed", "stopped", "failed")
-ERROR_KINDS = ("oom", "data", "config", "crash")
+ERROR_KINDS = ("oom", "data", "config", "crash", "disk", "template")
 
 EVENT_FD_ENV = "FTWB_EVENT_FD"
+# Bytes of pipe events held back for a slow reader before further ones are dropped from
+# the pipe (never from the log). Also sizes the kernel pipe where Linux allows it.
+PIPE_BUFFER_ENV = "FTWB_EVENT_PIPE_BYTES"
+DEFAULT_PIPE_BUFFER = 1 << 20
 
 
 def make(type_: str, **fields: Any) -> dict[str, Any]:
@@ -60,14 +67,31 @@ def decode(line: str | bytes) -> dict[str, Any] | None:
 class EventWriter:
     """Writes each event to events.jsonl (always) and to the event pipe (while it is open).
 
+    The pipe is non-blocking: what a stalled reader has not taken waits in a bounded
+    buffer, and events beyond it are dropped from the pipe only (`dropped` counts them).
     A broken pipe (the TUI went away) is not an error: the log keeps growing and any
-    later `ftwb attach` replays it.
+    later `ftwb attach` replays it. A log write that fails (a full disk) never raises:
+    the partial line is cut off again, `log_error` keeps the OSError, and the pipe still
+    carries the event.
     """
 
-    def __init__(self, log_path: str | os.PathLike, pipe_fd: int | None = None):
+    def __init__(self, log_path: str | os.PathLike, pipe_fd: int | None = None,
+                 buffer_bytes: int | None = None):
         self.log_path = Path(log_path)
-        self._log = open(self.log_path, "a", encoding="utf-8", buffering=1)
+        self._log_fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.seq = count_lines(self.log_path)
+        self.log_bytes = os.fstat(self._log_fd).st_size
+        self.log_error: OSError | None = None
         self._pipe_fd = pipe_fd
+        self._pending = bytearray()
+        self._limit = buffer_bytes or _env_int(PIPE_BUFFER_ENV, DEFAULT_PIPE_BUFFER)
+        self.dropped = 0
+        if pipe_fd is not None:
+            try:
+                os.set_blocking(pipe_fd, False)
+                _set_pipe_size(pipe_fd, self._limit)
+            except OSError:
+                self._close_pipe()
         self.last: dict[str, dict[str, Any]] = {}
 
     @classmethod
@@ -76,38 +100,102 @@ class EventWriter:
         return cls(log_path, int(fd) if fd and fd.isdigit() else None)
 
     def emit(self, type_: str, **fields: Any) -> dict[str, Any]:
-        event = make(type_, **fields)
-        line = encode(event) + "\n"
-        self._log.write(line)
-        self._log.flush()
+        event = make(type_, seq=self.seq, **fields)
+        data = (encode(event) + "\n").encode("utf-8")
+        if self._write_log(data):
+            self.seq += 1
         if self._pipe_fd is not None:
-            self._write_pipe(line.encode("utf-8"))
+            self._write_pipe(data)
         self.last[type_] = event
         return event
 
-    def _write_pipe(self, data: bytes) -> None:
+    def _write_log(self, data: bytes) -> bool:
+        start = self.log_bytes
         try:
             view = memoryview(data)
             while view:
-                n = os.write(self._pipe_fd, view)
-                view = view[n:]
+                view = view[os.write(self._log_fd, view):]
         except OSError as e:
-            # A stalled reader (EAGAIN) only misses this event, which the log has; any
-            # other failure (EPIPE: the TUI went away) ends the pipe for good.
-            if e.errno != errno.EAGAIN:
-                self._close_pipe()
+            self.log_error = e
+            try:  # never leave half a line: the next event would be glued to it
+                os.ftruncate(self._log_fd, start)
+            except OSError:
+                pass
+            return False
+        self.log_bytes = start + len(data)
+        return True
+
+    def _write_pipe(self, data: bytes) -> None:
+        if len(self._pending) + len(data) > self._limit:
+            self.dropped += 1  # the reader is stalled; it re-reads this one from the log
+        else:
+            self._pending += data
+        self._flush_pipe()
+
+    def _flush_pipe(self) -> bool:
+        """Write what the pipe takes now; True when nothing is left pending."""
+        try:
+            while self._pending:
+                n = os.write(self._pipe_fd, self._pending)
+                del self._pending[:n]
+        except BlockingIOError:
+            return False
+        except OSError:  # EPIPE: the reader went away; the pipe is over for good
+            self._close_pipe()
+        return True
 
     def _close_pipe(self) -> None:
         fd, self._pipe_fd = self._pipe_fd, None
+        self._pending.clear()
         if fd is not None:
             try:
                 os.close(fd)
             except OSError:
                 pass
 
-    def close(self) -> None:
+    def close(self, linger_s: float = 2.0) -> None:
+        """Give a live reader a moment to take the last events (the `done`), then close."""
+        import select
+
+        end = time.monotonic() + linger_s
+        while self._pipe_fd is not None and self._pending and time.monotonic() < end:
+            try:
+                select.select([], [self._pipe_fd], [], max(0.0, end - time.monotonic()))
+            except (OSError, ValueError):
+                break
+            self._flush_pipe()
         self._close_pipe()
-        self._log.close()
+        try:
+            os.close(self._log_fd)
+        except OSError:
+            pass
+
+
+def _env_int(name: str, default: int) -> int:
+    v = os.environ.get(name, "")
+    return int(v) if v.isdigit() and int(v) > 0 else default
+
+
+def _set_pipe_size(fd: int, size: int) -> None:
+    import fcntl
+
+    setsz = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+    try:
+        fcntl.fcntl(fd, setsz, max(4096, min(size, 1 << 20)))
+    except OSError:
+        pass  # not a pipe, or above the system limit: the default size is fine
+
+
+def count_lines(path: str | os.PathLike) -> int:
+    """Lines in a file (0 if missing), read in blocks: fast even for a huge log."""
+    n = 0
+    try:
+        with open(path, "rb") as f:
+            while block := f.read(1 << 20):
+                n += block.count(b"\n")
+    except FileNotFoundError:
+        pass
+    return n
 
 
 def read_all(path: str | os.PathLike) -> list[dict[str, Any]]:
@@ -158,3 +246,64 @@ class LogFollower:
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         yield from self.poll()
+
+    def drain(self) -> list[dict[str, Any]]:
+        """Every complete event appended since the last call, however much that is."""
+        out: list[dict[str, Any]] = []
+        while True:
+            pos = self._pos
+            out.extend(self.poll())
+            if self._pos == pos:
+                return out
+
+
+class PipeFollower:
+    """The events of one engine, in order and complete, read off its pipe.
+
+    Feed it the raw chunks read from the pipe. When `seq` jumps (the engine dropped
+    events while this reader was stalled) the missing ones are read from events.jsonl,
+    starting at `log_offset` (the log's size when this engine was started). `finish()`,
+    after the pipe closed, returns whatever the log holds beyond the last event seen.
+    """
+
+    def __init__(self, log_path: str | os.PathLike, log_offset: int = 0):
+        self._log = LogFollower(log_path)
+        self._log._pos = log_offset
+        self._buf = b""
+        self.last_seq: int | None = None
+        self.resyncs = 0
+
+    def feed(self, chunk: bytes) -> list[dict[str, Any]]:
+        lines = (self._buf + chunk).split(b"\n")
+        self._buf = lines.pop()
+        out: list[dict[str, Any]] = []
+        for line in lines:
+            e = decode(line)
+            if e is None:
+                continue
+            seq = e.get("seq")
+            if isinstance(seq, int) and not isinstance(seq, bool):
+                if self.last_seq is not None and seq <= self.last_seq:
+                    continue  # already taken from the log during a re-sync
+                if self.last_seq is not None and seq > self.last_seq + 1:
+                    self.resyncs += 1
+                    out.extend(self._from_log(seq))
+                self.last_seq = seq
+            out.append(e)
+        return out
+
+    def _from_log(self, before: int | None) -> list[dict[str, Any]]:
+        out = []
+        for e in self._log.drain():
+            seq = e.get("seq")
+            if not isinstance(seq, int) or (self.last_seq is not None and seq <= self.last_seq):
+                continue
+            if before is not None and seq >= before:
+                continue
+            out.append(e)
+        if out:
+            self.last_seq = max(self.last_seq or 0, max(e["seq"] for e in out))
+        return out
+
+    def finish(self) -> list[dict[str, Any]]:
+        return self._from_log(None)

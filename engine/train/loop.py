@@ -66,6 +66,7 @@ class Trainer:
         self.optimizer = self._make_optimizer()
         self.scheduler = make_scheduler(self.optimizer, t, self.state.total_steps)
         self._loss_ema: float | None = None
+        self.samples = None  # engine.train.samples.SamplePrompts, set by the run when eval.sample_prompts > 0
 
     # ------------------------------------------------------------ set-up
     def _make_optimizer(self):
@@ -205,6 +206,7 @@ class Trainer:
         """Train until done; returns 'completed', 'stopped' or 'early_stopped'."""
         t = self.cfg.train
         total = self.state.total_steps
+        self._base_samples()
         self._session_t0, self._session_first_step = time.perf_counter(), self.state.step
         self.emit("phase", phase="training")
         self.emit("progress", step=self.state.step, total_steps=total, epoch=self._epoch_float(),
@@ -251,6 +253,8 @@ class Trainer:
     def _eval_and_track(self, step: int, final: bool = False):
         self.emit("phase", phase="evaluating")
         res = self.evaluate()
+        if self.samples is not None:
+            self.samples.emit_now(self.model, self.emit, step)
         self.emit("phase", phase="training")
         if res is None:
             return None if final else False
@@ -271,6 +275,16 @@ class Trainer:
                               f"(best {self.state.best_val_loss:.4f} at step {self.state.best_step}); stopping")
             return True
         return False
+
+    def _base_samples(self) -> None:
+        """The base model's answers to the sample prompts, once per run (a resumed LoRA run
+        switches its adapter off; a resumed full fine-tune has no base left to ask)."""
+        if self.samples is None or self.state.extra.get("base_samples"):
+            return
+        if self.state.step > 0 and not hasattr(self.model, "disable_adapter"):
+            return
+        self.samples.emit_base(self.model, self.emit, self.state.step)
+        self.state.extra["base_samples"] = True
 
     def _check_spike(self, loss: float, step: int) -> None:
         ema = self._loss_ema

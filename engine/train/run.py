@@ -161,6 +161,11 @@ def run(run_dir: Path, resume: bool = False) -> int:
         from engine.train.loop import NonFiniteLoss, Trainer
 
         trainer = Trainer(cfg, run_dir, model, tok, prepared.train, prepared.val, device, emit, control)
+        if cfg.eval.sample_prompts and prepared.val_examples:
+            from engine.train.samples import SamplePrompts
+
+            trainer.samples = SamplePrompts(prepared.val_examples, tok, cfg.eval.sample_prompts,
+                                            cfg.eval.sample_max_new_tokens)
         if ckpts:
             trainer.resume_from(ckpts[-1])
             emit("log", message=f"resumed from {ckpts[-1].name}")
