@@ -13,19 +13,25 @@ import sys
 import time
 from pathlib import Path
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+# 0 only for a completed run; 3 for a run that stopped with a checkpoint (resumable);
+# 130 when Ctrl+C here stopped it; 2 for anything refused before training started.
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def register(sub) -> None:
     p = sub.add_parser("train", help="train a LoRA/QLoRA/full fine-tune headless, with a progress bar",
                        description="Start a run from CONFIG (or the bundled demo) and follow it. "
-                                   "Exit 0 completed, 1 failed, 130 interrupted (stopped with a checkpoint).")
+                                   "Exit 0 completed, 1 failed, 2 refused before training (config, paths, "
+                                   "run busy), 3 stopped with a checkpoint (resumable), 130 interrupted by "
+                                   "Ctrl+C here (stopped with a checkpoint).")
     p.add_argument("config", nargs="?", help="run config YAML")
     p.add_argument("--demo", action="store_true", help="train the bundled demo (tiny model, support tickets)")
     p.add_argument("--runs-dir", help="runs root (default ./runs or $FTWB_RUNS_DIR)")
     p.add_argument("--name", help="short run name (directory is <timestamp>-<name>)")
     p.add_argument("--detach", action="store_true", help="print the run directory and return at once")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or crashed run from its last checkpoint")
+    p.add_argument("--allow-findings", action="store_true",
+                   help="train even though the dataset has secrets or PII (same as data.allow_findings: true)")
     p.set_defaults(func=run)
 
 
@@ -47,6 +53,24 @@ def _preflight(cfg) -> str | None:
     if d != "demo" and not Path(d).expanduser().exists() and not _looks_like_hub_id(d):
         return f"data.path: {d} does not exist; check the path (or use a hub dataset id)"
     return None
+
+
+def _findings_gate(cfg) -> str | None:
+    """Secrets or PII in the dataset refuse the run unless the user allowed them."""
+    d = cfg.data
+    if d.allow_findings or not isinstance(d.path, str) or not Path(d.path).expanduser().exists():
+        return None
+    from engine.data.errors import DataError
+    from engine.data.gate import scan
+
+    try:
+        report = scan(d.path, d.format, sensitive_only=True)
+    except DataError:
+        return None  # unreadable data: the engine reports it with its own message
+    if not report.sensitive:
+        return None
+    return (f"data.path: {report.summary()}. Clean it first (ftwb data check {d.path}; the Data screen's "
+            "redact, P), or train anyway with --allow-findings or data.allow_findings: true")
 
 
 def _looks_like_hub_id(s: str) -> bool:
@@ -76,11 +100,19 @@ def run(args: argparse.Namespace) -> int:
             problem = _preflight(launch.resolve_paths(cfg))
             if problem:
                 return _err(problem)
+            if args.allow_findings:
+                cfg.data.allow_findings = True  # recorded in the run's config.yaml
+            problem = _findings_gate(launch.resolve_paths(cfg))
+            if problem:
+                return _err(problem)
             launched = launch.start(cfg, runs_dir=args.runs_dir, name=args.name or ("demo" if args.demo else None),
                                     pipe=not args.detach)
     except (C.ConfigError, rundir.RunDirError) as e:
         return _err(str(e))
     if args.detach:
+        refused = launch.wait_started(launched)
+        if refused:
+            return _err(refused)
         print(launched.run_dir)
         return EXIT_OK
     print(f"run directory: {launched.run_dir}  (engine pid {launched.proc.pid}; "
@@ -94,7 +126,7 @@ def follow(launched) -> int:
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
     from engine import events as ev
-    from engine import rundir
+    from engine import launch, rundir
 
     console = Console(stderr=True)
     interrupted = False
@@ -121,7 +153,9 @@ def follow(launched) -> int:
                         console=console, transient=False)
     task = progress.add_task("train", total=None, **info)
     done = None
-    buf = b""
+    # Only this engine's events count: an earlier attempt's `done` is history. A stalled
+    # terminal (Ctrl+Z) only misses pipe events; the follower re-reads them from the log.
+    follower = ev.PipeFollower(launched.run_dir / rundir.EVENTS, launched.log_offset)
     fd = launched.event_fd
     try:
         with progress:
@@ -134,12 +168,14 @@ def follow(launched) -> int:
                 chunk = os.read(fd, 1 << 16)
                 if not chunk:
                     break
-                buf += chunk
-                *lines, buf = buf.split(b"\n")
-                for line in lines:
-                    e = ev.decode(line)
-                    if e is None:
-                        continue
+                for e in follower.feed(chunk):
+                    done = _apply(e, progress, task, info, console) or done
+            if done is None:  # pipe closed without a done event: the log may have what it missed
+                try:
+                    launched.proc.wait(timeout=30)
+                except Exception:  # noqa: BLE001 - judged below from the log and the exit code
+                    pass
+                for e in follower.finish():
                     done = _apply(e, progress, task, info, console) or done
     except KeyboardInterrupt:
         console.print(f"left the engine running; re-attach with: ftwb attach {launched.run_dir}")
@@ -147,12 +183,9 @@ def follow(launched) -> int:
     finally:
         signal.signal(signal.SIGINT, old)
         os.close(fd)
-    if done is None:  # pipe closed without a done event: look in the log, else it crashed
-        launched.proc.wait(timeout=30)
-        for e in reversed(ev.read_all(launched.run_dir / rundir.EVENTS)):
-            if e.get("type") == "done":
-                done = e
-                break
+    if done is None and launched.proc.returncode == launch.ENGINE_REFUSED:
+        console.print(f"[red]refused:[/] {launch.exit_reason(launched.run_dir, launched.proc.returncode)}")
+        return EXIT_USAGE
     if done is None:
         tail = _log_tail(launched.run_dir / rundir.LOG)
         console.print(f"[red]the engine exited without finishing (code {launched.proc.returncode}).[/] "
@@ -169,7 +202,7 @@ def follow(launched) -> int:
     if status == "stopped":
         console.print(f"[yellow]stopped[/] at step {s.get('steps')}; checkpoint {s.get('last_checkpoint')}. "
                       f"Resume with: ftwb train --resume {launched.run_dir}")
-        return EXIT_INTERRUPTED if interrupted else EXIT_OK
+        return EXIT_INTERRUPTED if interrupted else EXIT_STOPPED
     console.print(f"[red]failed[/]; details in {launched.run_dir / rundir.LOG}")
     return EXIT_FAILED
 

@@ -22,6 +22,7 @@ from tui.widgets.event_log import EventLog
 from tui.widgets.gpu_pane import GpuPane
 from tui.widgets.line_chart import LineChart
 from tui.widgets.progress_panel import ProgressPanel
+from tui.widgets.samples_panel import SamplesPanel
 
 WINDOWS = (None, 100, 1000)  # whole run, or the last N steps
 LOG_BATCH = 500               # at most this many log lines written per drain
@@ -36,6 +37,8 @@ class TrainScreen(Screen):
         Binding("l", "toggle_log", "Log y", tooltip="Log-scale loss axis"),
         Binding("m", "toggle_smooth", "Smooth", tooltip="Smooth the train loss (moving average)"),
         Binding("w", "cycle_window", "Window", tooltip="Whole run, last 100 or last 1000 steps"),
+        Binding("a", "toggle_samples", "Answers",
+                tooltip="Sample answers: expected, the base model's and the latest, instead of the charts"),
     ]
 
     def __init__(self, **kw):
@@ -45,6 +48,7 @@ class TrainScreen(Screen):
         self.window_i = 0
         self._bound = None       # the RunSession the widgets show
         self._drawn_version = -1
+        self._samples_key = None
 
     # ------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
@@ -56,6 +60,7 @@ class TrainScreen(Screen):
             with Vertical(id="train-side"):
                 yield LineChart("learning rate", ascii_mode=ascii_mode, id="lr-chart")
                 yield LineChart("grad norm", ascii_mode=ascii_mode, id="gnorm-chart")
+            yield SamplesPanel(id="samples-panel")
         with Horizontal(id="train-bottom"):
             yield EventLog(id="event-log")
             yield GpuPane(ascii_mode=ascii_mode, pid_source=self._engine_pid,
@@ -166,6 +171,10 @@ class TrainScreen(Screen):
             lg = Text(f"{last[1]:.3g}" if last and math.isfinite(last[1]) else "", style="dim")
             self.query_one(cid, LineChart).set_lines([ChartLine(series.name, x, y, style)], legend=lg)
         self.query_one(GpuPane).set_engine_memory(st.memory)
+        key = (id(st.base_samples), id(st.samples))
+        if key != self._samples_key:
+            self._samples_key = key
+            self.query_one(SamplesPanel).show(st.base_samples, st.samples, st.samples_step)
 
     # ------------------------------------------------------------ chart toggles
     def action_toggle_log(self) -> None:
@@ -174,6 +183,10 @@ class TrainScreen(Screen):
 
     def action_toggle_smooth(self) -> None:
         self.smoothing = not self.smoothing
+        self.redraw(force=True)
+
+    def action_toggle_samples(self) -> None:
+        self.toggle_class("-answers")
         self.redraw(force=True)
 
     def action_cycle_window(self) -> None:

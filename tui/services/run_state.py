@@ -52,6 +52,9 @@ class RunState:
         self.pid: int | None = None
         self.resumed_from: int | None = None
         self.data_info: dict[str, Any] = {}
+        self.base_samples: list[dict[str, Any]] = []   # the base model's answers (samples event, base true)
+        self.samples: list[dict[str, Any]] = []        # the latest answers of the model in training
+        self.samples_step: int | None = None
         self.summary: dict[str, Any] = {}
         self.events_seen = 0
         self.t0: float | None = None
@@ -208,17 +211,24 @@ class RunState:
             self.status = status if status in ("completed", "stopped", "failed") else "completed"
             self.summary = dict(e.get("summary") or {})
             self.eta_s = 0.0 if self.status == "completed" else None
+            self.phase = ""  # no phase is current once the engine is done
             best = f"; best val loss {self.best[1]:.4g} at step {self.best[0]}" if self.best else ""
             if self.status == "completed":
                 self._alert(Alert("completed", "information", "Run completed",
                                   f"{self.step} steps{best}"), el)
             elif self.status == "stopped":
                 self._alert(Alert("stopped", "information", "Run stopped",
-                                  f"stopped at step {self.step}{best}; resume it from the Runs screen"), el)
+                                  f"stopped at step {self.step}{best}; press u to resume it (here or on the Runs screen)"), el)
             else:
                 self._alert(Alert("failed", "error", "Run failed", f"failed at step {self.step}{best}"), el)
         elif t == "log":
             self._log_entry(el, "log", "information", str(e.get("message", "")))
+        elif t == "samples":
+            got = [x for x in (e.get("samples") or []) if isinstance(x, dict)]
+            if e.get("base"):
+                self.base_samples = got
+            else:
+                self.samples, self.samples_step = got, int(as_float(e.get("step")) or 0)
 
     # ------------------------------------------------------------ reading
     def drain(self) -> tuple[list[LogEntry], list[Alert]]:
