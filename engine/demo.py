@@ -33,12 +33,24 @@ def demo_messy_dataset_path() -> Path:
     return SAMPLE_DATA_DIR / "tickets_messy.jsonl"
 
 
-def demo_config_path() -> Path:
-    return SAMPLE_DATA_DIR / "demo.yaml"
+def demo_preference_path() -> Path:
+    return SAMPLE_DATA_DIR / "tickets_prefs.jsonl"
 
 
-def demo_config() -> RunConfig:
-    return load(demo_config_path())
+DEMO_CONFIGS = {"sft": "demo.yaml", "dpo": "demo_dpo.yaml"}
+
+
+def demo_config_path(kind: str = "sft") -> Path:
+    return SAMPLE_DATA_DIR / DEMO_CONFIGS[kind]
+
+
+def demo_config(kind: str = "sft") -> RunConfig:
+    """The demo's config: `sft` (the tickets, chat SFT) or `dpo` (the preference pairs)."""
+    cfg = load(demo_config_path(kind))
+    p = Path(cfg.data.path)
+    if cfg.data.path != DEMO and not p.is_absolute():  # bundled files are named relative to the repo
+        cfg.data.path = str(SAMPLE_DATA_DIR.parent / p)
+    return cfg
 
 
 def cache_root(cache_dir: Path | None = None) -> Path:

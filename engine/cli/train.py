@@ -25,7 +25,8 @@ def register(sub) -> None:
                                    "run busy), 3 stopped with a checkpoint (resumable), 130 interrupted by "
                                    "Ctrl+C here (stopped with a checkpoint).")
     p.add_argument("config", nargs="?", help="run config YAML")
-    p.add_argument("--demo", action="store_true", help="train the bundled demo (tiny model, support tickets)")
+    p.add_argument("--demo", nargs="?", const="sft", choices=("sft", "dpo"),
+                   help="train the bundled demo (tiny model, support tickets); --demo dpo: preference pairs")
     p.add_argument("--runs-dir", help="runs root (default ./runs or $FTWB_RUNS_DIR)")
     p.add_argument("--name", help="short run name (directory is <timestamp>-<name>)")
     p.add_argument("--detach", action="store_true", help="print the run directory and return at once")
@@ -33,6 +34,9 @@ def register(sub) -> None:
     p.add_argument("--allow-findings", action="store_true",
                    help="train even though the dataset has secrets or PII (same as data.allow_findings: true)")
     p.set_defaults(func=run)
+
+
+_DEMO_NAMES = {"sft": "demo", "dpo": "demo-dpo"}
 
 
 def _err(msg: str) -> int:
@@ -89,12 +93,12 @@ def run(args: argparse.Namespace) -> int:
                 return _err("--resume takes a run directory; do not pass a config or --demo with it")
             launched = launch.resume(args.resume, pipe=not args.detach)
         else:
-            if args.demo == bool(args.config):
+            if bool(args.demo) == bool(args.config):
                 return _err("pass a config file or --demo (one of them)")
             if args.demo:
                 from engine.demo import demo_config
 
-                cfg = demo_config()
+                cfg = demo_config(args.demo)
             else:
                 cfg = C.load(args.config)
             problem = _preflight(launch.resolve_paths(cfg))
@@ -105,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
             problem = _findings_gate(launch.resolve_paths(cfg))
             if problem:
                 return _err(problem)
-            launched = launch.start(cfg, runs_dir=args.runs_dir, name=args.name or ("demo" if args.demo else None),
+            launched = launch.start(cfg, runs_dir=args.runs_dir, name=args.name or _DEMO_NAMES.get(args.demo),
                                     pipe=not args.detach)
     except (C.ConfigError, rundir.RunDirError) as e:
         return _err(str(e))

@@ -5,6 +5,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.data import preference
 from engine.data.detect import detect_format
 from engine.data.errors import DataError, RowProblem
 from engine.data.load import content_hash, load_rows
@@ -60,6 +61,7 @@ def prepare(cfg, tokenizer, emit=None) -> Prepared:
             raise DataError(f"{source}: {e}{hint}") from None
     else:
         fmt, reason = d.format, "set by data.format"
+    preference.check_objective(cfg, fmt, emit, source)  # before any row is tokenised
     examples, rows, norm_problems = normalize_rows(loaded, fmt)
     problems = loaded.problems + norm_problems
     if not examples:
@@ -75,8 +77,9 @@ def prepare(cfg, tokenizer, emit=None) -> Prepared:
     dropped_rows = []
     for name in ("train", "val", "test"):
         idx = parts[name]
-        items, st = tokenize_all(tokenizer, [examples[i] for i in idx], d.train_on, d.max_seq_len, d.overlong,
-                                 rows=[rows[i] for i in idx], cache_extra=f"{digest}:{fmt}:{name}")
+        tokenize_fn = preference.tokenize_pairs if preference.is_pairwise(cfg) else tokenize_all
+        items, st = tokenize_fn(tokenizer, [examples[i] for i in idx], d.train_on, d.max_seq_len, d.overlong,
+                                rows=[rows[i] for i in idx], cache_extra=f"{digest}:{fmt}:{name}")
         out[name] = items
         stats["splits"][name] = st
         for k in SUM_KEYS:

@@ -17,6 +17,7 @@ from typing import Any, Callable
 from engine.config import RunConfig
 from engine.data import pack
 from engine.train import checkpoint as ckpt
+from engine.train import preference
 from engine.train.control import Control
 from engine.train.loss import batch_loss
 from engine.train.schedule import make_scheduler
@@ -56,7 +57,13 @@ class Trainer:
         self.device, self.emit, self.control = device, emit, control
         self.attn = getattr(model.config, "_attn_implementation", None) or "sdpa"
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        self.lengths = [len(x["input_ids"]) for x in train]
+        self.lengths = [preference.item_length(x) for x in train]  # a pair counts both its sides
+        # dpo/orpo: the preference objective computes each step's loss (None = SFT).
+        self.pref = (preference.PreferenceObjective(cfg, model, self.pad_id, self.attn, device)
+                     if cfg.train.objective != "sft" else None)
+        if self.pref is not None and self.pref.needs_cached_reference:
+            self.pref.cache_reference(run_dir, {"train": train, "val": val}, emit)
+        self._pref_eval: dict | None = None
         self.state = State()
         self._plans: dict[int, list[list[int]]] = {}
         t = cfg.train
@@ -123,16 +130,19 @@ class Trainer:
 
         self.model.train()
         mbs = self._next_micro_batches()
-        batches = [self._collate([self.train_items[i] for i in idxs]) for idxs, _, _ in mbs]
-        n_trained = sum(b["num_trained"] for b in batches) or 1
-        n_tokens = sum(b["num_tokens"] for b in batches)
+        pref = self.pref.step([[self.train_items[i] for i in idxs] for idxs, _, _ in mbs]) if self.pref else None
+        if pref:
+            self._current_shape = pref["shape"]
+        batches = [] if pref else [self._collate([self.train_items[i] for i in idxs]) for idxs, _, _ in mbs]
+        n_trained = pref["trained"] if pref else (sum(b["num_trained"] for b in batches) or 1)
+        n_tokens = pref["tokens"] if pref else sum(b["num_tokens"] for b in batches)
         loss_total = 0.0
         for b in batches:
             self._current_shape = tuple(b["input_ids"].shape)
             loss_sum, _ = batch_loss(self.model, self._to_device(b))
             (loss_sum / n_trained).backward()
             loss_total += float(loss_sum.detach())
-        loss = loss_total / n_trained
+        loss = pref["loss"] if pref else loss_total / n_trained
         if _FAULT:
             loss = self._inject(loss)
         if not math.isfinite(loss):
@@ -152,7 +162,8 @@ class Trainer:
         self.state.step += 1
         self.state.tokens_seen += n_tokens
         self.state.trained_tokens += n_trained
-        return {"loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens": n_tokens, "trained": n_trained}
+        return {"loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens": n_tokens, "trained": n_trained,
+                "pref": pref}
 
     def _inject(self, loss: float) -> float:
         kind, _, at = _FAULT.partition("@")
@@ -171,6 +182,9 @@ class Trainer:
 
         if not self.val_items:
             return None
+        if self.pref is not None:
+            self._pref_eval = self.pref.evaluate(self.val_items)
+            return self._pref_eval["loss"], self._pref_eval["perplexity"]
         self.model.eval()
         lengths = [len(x["input_ids"]) for x in self.val_items]
         d, t = self.cfg.data, self.cfg.train
@@ -221,7 +235,7 @@ class Trainer:
                 self.emit("metric", step=step, loss=round(m["loss"], 6), lr=m["lr"],
                           grad_norm=round(m["grad_norm"], 6), tokens_per_s=round(m["tokens"] / dt, 1),
                           trained_tokens_per_s=round(m["trained"] / dt, 1), epoch=self._epoch_float(),
-                          step_time_s=round(dt, 4))
+                          step_time_s=round(dt, 4), **preference.metric_fields(m.get("pref") or {}))
                 self._emit_memory()
             stop_early = False
             if t.eval_every and step % t.eval_every == 0 and step < total:
@@ -265,7 +279,8 @@ class Trainer:
         else:
             self.state.bad_evals += 1
         self.emit("eval", step=step, val_loss=round(val, 6), perplexity=round(ppl, 4), is_best=improved,
-                  best_val_loss=round(self.state.best_val_loss, 6), best_step=self.state.best_step)
+                  best_val_loss=round(self.state.best_val_loss, 6), best_step=self.state.best_step,
+                  **preference.metric_fields(self._pref_eval or {}))
         if final:
             return res
         patience = self.cfg.train.early_stopping_patience
