@@ -38,8 +38,9 @@ class ModelConfig:
     name_or_path: str = _f("demo", "Local model directory or hub id; 'demo' builds the bundled tiny model.")
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = _f(
         "auto", "Weight/compute dtype; auto picks bf16 on GPUs that support it, fp32 on CPU.")
-    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = _f(
-        "auto", "Attention kernel; auto uses sdpa (packing isolation via block-causal masks).")
+    attn_implementation: Literal["auto", "ftwb_varlen", "flash_attention_2", "sdpa", "eager"] = _f(
+        "auto", "Attention kernel; auto tries torch's varlen kernel (CUDA), flash_attention_2, then sdpa, "
+                "each checked for packing isolation at start-up.")
     trust_remote_code: bool = _f(False, "Run model code shipped with the checkpoint. Off unless you trust it.")
     chat_template: str | None = _f(
         None, "Override the tokenizer's chat template: a Jinja string, or 'chatml'. Empty = tokenizer's own.")
@@ -93,6 +94,14 @@ class TrainConfig:
     micro_batch_size: int = _f(4, "Examples per forward pass (with packing: max_seq_len-sized slots per row).", min=1, max=4096)
     grad_accum: int = _f(1, "Micro-batches per optimizer step.", min=1, max=4096)
     gradient_checkpointing: bool = _f(True, "Recompute activations in backward: much less memory, ~30% slower.")
+    auto_fit: Literal["auto", "tokens", "off"] = _f(
+        "auto", "On CUDA, measure and pick tokens per micro-batch and checkpointing for the most trained "
+                "tokens/s that fit (tokens per step kept); 'tokens' keeps gradient_checkpointing; off on CPU.")
+    tokens_per_micro_batch: int = _f(
+        0, "Tokens per packed micro-batch; 0 = micro_batch_size x max_seq_len, or auto-fit's choice.", min=0,
+        max=1048576)
+    loss_kernel: Literal["chunked", "liger"] = _f(
+        "chunked", "lm_head + cross-entropy: chunked (default) or Liger's fused kernel (CUDA, pip liger-kernel).")
     max_grad_norm: float = _f(1.0, "Gradient clipping norm; 0 disables clipping.", min=0.0)
     seed: int = _f(42, "Seed for initialisation and data order.", min=0)
     eval_every: int = _f(50, "Evaluate on the validation split every N steps; 0 = only at the end.", min=0)
@@ -100,6 +109,9 @@ class TrainConfig:
     keep_checkpoints: int = _f(2, "Keep the last K checkpoints (the best by val loss is kept too).", min=1, max=1000)
     early_stopping_patience: int = _f(0, "Stop after N evals without a better val loss; 0 = off.", min=0)
     log_every: int = _f(1, "Emit a metric event every N optimizer steps.", min=1)
+    report_to: Union[Literal["none", "tensorboard", "wandb", "mlflow"], list[Literal["tensorboard", "wandb", "mlflow"]]] = _f(
+        "none", "Mirror metrics and eval scores into trackers: tensorboard, wandb (offline unless WANDB_MODE), "
+                "mlflow (RUN_DIR/mlruns unless MLFLOW_TRACKING_URI); each needs its pip extra.")
     objective: Literal["sft", "dpo", "orpo", "kto"] = _f(
         "sft", "sft (next-token loss); dpo or orpo on chosen/rejected pairs; kto on rows labelled good/bad.")
 
@@ -127,6 +139,21 @@ class EvalConfig:
     sample_prompts: int = _f(3, "Validation prompts answered (greedy) at each eval during training; 0 = off.",
                              min=0, max=32)
     sample_max_new_tokens: int = _f(48, "Token cap of each answer generated during training.", min=1, max=1024)
+    sets: Union[str, list[Union[str, dict]]] = _f(
+        ["test", "regression", "refusal"],
+        "Eval sets scored base vs fine-tuned: test (the held-out split), regression (bundled general set, "
+        "loss), refusal (bundled unsafe prompts), a file path, or {name, path, scorer, pattern, schema, max_rows}.")
+    regression_threshold: float = _f(
+        0.05, "A regression is flagged when a set gets worse by more than this: a score (0-1) drops by it, "
+              "or the loss rises by this fraction.", min=0.0, max=10.0)
+    system_prompt: str | None = _f(
+        None, "Prompt-only baseline: a system prompt given to the base model (does prompting alone get there?).")
+    few_shot: Union[int, list[dict]] = _f(
+        0, "Prompt-only baseline: N training examples (or a list of {user, assistant}) shown to the base model.",
+        min=0, max=32)
+    judge: dict | None = _f(
+        None, "LLM judge: {url, model, api_key_env, mode: pairwise|pointwise, rubric, max_samples, sets}; "
+              "url/model also from FTWB_JUDGE_URL/FTWB_JUDGE_MODEL. The key is read from the environment only.")
 
 
 @dataclass
@@ -175,7 +202,8 @@ def _type_name(tp: Any) -> str:
         return " or ".join(_type_name(a) for a in get_args(tp) if a is not type(None))
     if origin is list:
         return "a list of " + _type_name(get_args(tp)[0]) + "s"
-    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(tp, str(tp))
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+            dict: "a mapping"}.get(tp, str(tp))
 
 
 def _coerce(path: str, value: Any, tp: Any, meta: dict) -> Any:
@@ -279,6 +307,14 @@ def _cross_checks(cfg: RunConfig) -> None:
     if isinstance(tm, str) and tm != "all-linear":
         raise ConfigError(f"lora.target_modules: {tm!r} is not allowed; expected 'all-linear' or a list "
                           "of module names such as [q_proj, v_proj]")
+    tpm = cfg.train.tokens_per_micro_batch
+    if tpm and tpm < cfg.data.max_seq_len:
+        raise ConfigError(f"train.tokens_per_micro_batch: {tpm} is below data.max_seq_len "
+                          f"({cfg.data.max_seq_len}), so the longest example would not fit a micro-batch; "
+                          "raise it, or set 0 to use micro_batch_size x max_seq_len")
+    from engine.evaluate.sets import check_eval_config  # plain Python, no heavy imports
+
+    check_eval_config(cfg)
 
 
 def from_dict(data: Any) -> RunConfig:

@@ -25,17 +25,48 @@ def token_losses(logits, labels):
                                              reduction="none")
 
 
-def test_packed_batch_matches_each_example_alone():
+CPU_ROUTES = ["sdpa", "eager", "ftwb_varlen"]  # ftwb_varlen off CUDA: one sdpa per example, by cu_seq_lens
+
+
+def _model_for(route, vocab_size=64):
     from data_fixtures import tiny_llama
 
-    model = tiny_llama(vocab_size=64)
+    from engine.train.attention import register_varlen
+
+    register_varlen()
+    model = tiny_llama(vocab_size=vocab_size)
+    model.set_attn_implementation(route)
+    return model
+
+
+def test_packed_collate_has_boundaries_and_no_mask():
     items = make_items()
-    packed = collate(items, packing=True, pad_id=0, attn="sdpa")
-    assert packed["attention_mask"].shape == (1, 1, 24, 24) and packed["attention_mask"].dtype == torch.bool
+    b = collate(items, packing=True, pad_id=0)
+    assert "attention_mask" not in b  # any 2D mask would switch transformers' packed detection off
+    assert b["input_ids"].shape == (1, 24)
+    assert b["position_ids"][0].tolist() == list(range(7)) + list(range(12)) + list(range(5))
+    assert b["cu_seq_lens"].tolist() == [0, 7, 19, 24] and b["cu_seq_lens"].dtype == torch.int32
+    assert b["max_len"] == 12
+    assert b["seq_index"][0].tolist() == [0] * 7 + [1] * 12 + [2] * 5
+    # trained_index: flat positions whose next token is trained, computed on the host
+    targets = b["labels"][0, 1:]
+    assert b["trained_index"].tolist() == [t for t in range(23) if targets[t] != IGNORE]
+    assert b["num_trained"] == len(b["trained_index"])
+    assert set(model_inputs(b, "sdpa")) == {"input_ids", "labels", "position_ids", "use_cache"}
+    assert model_inputs(b, "ftwb_varlen")["cu_seq_lens_q"] is b["cu_seq_lens"]
+    assert model_inputs(b, "flash_attention_2")["max_length_k"] == 12
+
+
+@pytest.mark.parametrize("route", CPU_ROUTES)
+def test_packed_batch_matches_each_example_alone(route):
+    model = _model_for(route)
+    items = make_items()
+    packed = collate(items, packing=True, pad_id=0)
     with torch.no_grad():
-        out = model(**model_inputs(packed))
+        out = model(**model_inputs(packed, route))
         packed_logits = out.logits
         packed_losses = token_losses(packed_logits, packed["labels"])
+        model.set_attn_implementation("sdpa")  # the reference: sdpa on each example alone
         start, alone_sum, alone_count = 0, 0.0, 0
         for it in items:
             n = len(it["input_ids"])
@@ -57,26 +88,37 @@ def test_packed_batch_matches_each_example_alone():
         assert abs(out.loss.item() - alone_sum / alone_count) < 1e-4
 
 
-def test_position_ids_alone_do_not_isolate_examples_with_sdpa():
-    """The trap the 4D mask exists for: without it the second example sees the first."""
-    from data_fixtures import tiny_llama
+@pytest.mark.parametrize("route", CPU_ROUTES)
+def test_packed_gradients_match_each_example_alone(route):
+    """Backward too: the gradient of the packed loss is the sum of the per-example ones."""
+    from engine.train.loss import batch_loss
 
-    model = tiny_llama(vocab_size=64)
+    model = _model_for(route)
+    items = make_items(seed=3, lens=(9, 4, 15, 6))
+    loss, _ = batch_loss(model, collate(items, packing=True, pad_id=0))
+    loss.backward()
+    packed = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    model.set_attn_implementation("sdpa")
+    for it in items:
+        loss, _ = batch_loss(model, collate([it], packing=False, pad_id=0))
+        loss.backward()
+    for a, p in zip(packed, model.parameters()):
+        assert torch.allclose(a, p.grad, atol=1e-5, rtol=1e-4), (a - p.grad).abs().max()
+
+
+def test_a_2d_mask_lets_packed_examples_leak():
+    """The trap packed rows avoid: with any 2D attention_mask transformers stops detecting
+    the packed sequences, and the second example sees the first."""
+    model = _model_for("sdpa")
     items = make_items()
-    packed = collate(items, packing=True, pad_id=0, attn="flash_attention_2")
-    assert "attention_mask" not in packed
+    packed = collate(items, packing=True, pad_id=0)
     with torch.no_grad():
-        mixed = model(input_ids=packed["input_ids"], position_ids=packed["position_ids"]).logits
+        mixed = model(input_ids=packed["input_ids"], position_ids=packed["position_ids"],
+                      attention_mask=torch.ones_like(packed["input_ids"])).logits
         alone = model(**model_inputs(collate([items[1]], packing=False, pad_id=0))).logits
     n0, n1 = len(items[0]["input_ids"]), len(items[1]["input_ids"])
     assert not torch.allclose(mixed[0, n0:n0 + n1], alone[0], atol=1e-4)
-
-
-def test_eager_mask_is_additive_in_the_model_dtype():
-    b = collate(make_items(), packing=True, pad_id=0, attn="eager", dtype=torch.bfloat16)
-    m = b["attention_mask"]
-    assert m.dtype == torch.bfloat16 and m.shape == (1, 1, 24, 24)
-    assert m[0, 0, 8, 7] == 0 and m[0, 0, 7, 8] < -1e30 and m[0, 0, 8, 6] < -1e30  # 7 = start of example 2
 
 
 def test_padded_collate_masks_pads_and_counts_real_tokens():

@@ -1,12 +1,18 @@
 """Batch order and collation: padding-free packing with per-example attention, or
 length-grouped padded batches.
 
-Packed rows keep examples apart three ways: position_ids restart at 0 per example, a 4D
-block-causal mask lets a token see only earlier tokens of its own example (position ids
-alone do NOT isolate examples with sdpa/eager attention), and the first token of every
-example is not a target, so no example learns to predict the next one's first token.
-With flash_attention_2 no mask is built: transformers derives the varlen boundaries from
-the restarting position_ids.
+A packed micro-batch is ONE row with no attention mask at all. Examples are kept apart by
+what the row carries: position_ids restart at 0 per example, cu_seq_lens / max_len give the
+example boundaries (the varlen and flash kernels take them as they are, so nothing is
+derived on the device), seq_index names the example of every token (per-example sums,
+e.g. for preference losses), and the first token of every example is not a target, so no
+example learns to predict the next one's first token. With sdpa or eager attention,
+transformers sees the restarting position ids and builds the block-causal mask itself; a
+2D mask would switch that detection off and let examples leak, so packed rows never get
+one (engine.train.attention proves the chosen route at start-up).
+
+Counts and the trained positions are computed here, on the host, from Python lists, so the
+training step never waits on the device to learn them.
 
 Torch is imported inside the functions that need it.
 """
@@ -63,13 +69,15 @@ def _best_fit_decreasing(indices: list[int], lengths: list[int], capacity: int) 
     return bins
 
 
-def collate(items: list[dict], packing: bool, pad_id: int, attn: str = "sdpa", dtype=None) -> dict:
-    """Tensors for one micro-batch. Besides the model inputs (MODEL_KEYS) the batch holds
-    num_tokens (real tokens), num_trained (targets after the shift), rows (source rows)
-    and lengths; pass `model_inputs(batch)` to the model.
-
-    Packed + "eager": the mask is additive (0 / dtype's most negative value, in `dtype`,
-    default float32) because eager attention adds it to the scores; "sdpa" gets booleans.
+def collate(items: list[dict], packing: bool, pad_id: int, attn: str | None = None, dtype=None, *,
+            pin: bool = False) -> dict:
+    """Tensors for one micro-batch. Besides the model inputs the batch holds num_tokens
+    (real tokens), num_trained (targets after the shift), trained_index (flat positions
+    whose next token is trained, for the loss), rows (source rows) and lengths; packed
+    batches also hold cu_seq_lens (int32, examples + 1), max_len and seq_index. Pass
+    `model_inputs(batch, route)` to the model. `pin` puts the tensors in pinned memory so
+    the copy to a GPU can overlap compute. `attn` and `dtype` no longer change the batch
+    (no route gets a mask); they are accepted so older callers keep working.
     """
     import torch
 
@@ -78,40 +86,54 @@ def collate(items: list[dict], packing: bool, pad_id: int, attn: str = "sdpa", d
     lengths = [len(it["input_ids"]) for it in items]
     batch: dict = {"rows": [it.get("row") for it in items], "lengths": lengths}
     if packing:
-        ids = torch.tensor([t for it in items for t in it["input_ids"]], dtype=torch.long)
-        labels = torch.tensor([t for it in items for t in it["labels"]], dtype=torch.long)
-        starts = [0]
-        for n in lengths[:-1]:
-            starts.append(starts[-1] + n)
-        labels[torch.tensor(starts)] = IGNORE  # never a target across an example boundary
+        flat_ids = [t for it in items for t in it["input_ids"]]
+        flat_labels = []
+        for it in items:
+            lab = list(it["labels"])
+            lab[0] = IGNORE  # never a target across an example boundary
+            flat_labels += lab
+        T = len(flat_ids)
         position_ids = torch.cat([torch.arange(n) for n in lengths])
-        batch.update(input_ids=ids[None], labels=labels[None], position_ids=position_ids[None])
-        if attn != "flash_attention_2":
-            doc = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
-            T = len(doc)
-            mask = (doc[:, None] == doc[None, :]) & torch.ones(T, T, dtype=torch.bool).tril()
-            mask = mask[None, None]
-            if attn == "eager":
-                dt = dtype or torch.float32
-                mask = torch.zeros(mask.shape, dtype=dt).masked_fill(~mask, torch.finfo(dt).min)
-            batch["attention_mask"] = mask
+        seq_index = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(lengths))
+        cu = torch.zeros(len(lengths) + 1, dtype=torch.int32)
+        cu[1:] = torch.cumsum(torch.tensor(lengths, dtype=torch.int32), 0)
+        batch.update(input_ids=torch.tensor(flat_ids, dtype=torch.long)[None],
+                     labels=torch.tensor(flat_labels, dtype=torch.long)[None],
+                     position_ids=position_ids[None], seq_index=seq_index[None], cu_seq_lens=cu,
+                     max_len=max(lengths))
+        # position t predicts labels[t + 1]; flat over the one row
+        trained = [t for t in range(T - 1) if flat_labels[t + 1] != IGNORE]
     else:
         L = max(lengths)
         ids = torch.full((len(items), L), pad_id, dtype=torch.long)
         labels = torch.full((len(items), L), IGNORE, dtype=torch.long)
         attention = torch.zeros((len(items), L), dtype=torch.long)
+        trained = []
         for b, it in enumerate(items):
             n = lengths[b]
             ids[b, :n] = torch.tensor(it["input_ids"], dtype=torch.long)
             labels[b, :n] = torch.tensor(it["labels"], dtype=torch.long)
             attention[b, :n] = 1
+            lab = it["labels"]
+            # flat index into the [rows, L - 1] grid of shifted positions
+            trained += [b * (L - 1) + t for t in range(n - 1) if lab[t + 1] != IGNORE]
         position_ids = torch.arange(L)[None].expand(len(items), L).clone()
         batch.update(input_ids=ids, labels=labels, attention_mask=attention, position_ids=position_ids)
+    batch["trained_index"] = torch.tensor(trained, dtype=torch.long)
     batch["num_tokens"] = int(sum(lengths))
-    batch["num_trained"] = int((batch["labels"][:, 1:] != IGNORE).sum())
+    batch["num_trained"] = len(trained)
+    if pin:
+        batch = {k: (v.pin_memory() if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
     return batch
 
 
-def model_inputs(batch: dict) -> dict:
-    """Only the keys a causal LM's forward takes."""
-    return {k: batch[k] for k in MODEL_KEYS if k in batch}
+def model_inputs(batch: dict, route: str | None = None) -> dict:
+    """Only the keys a causal LM's forward takes (use_cache off for packed rows). Routes that read the example boundaries
+    (engine.train.attention.BOUNDARY_ROUTES) get them as cu_seq_lens_* / max_length_*."""
+    out = {k: batch[k] for k in MODEL_KEYS if k in batch}
+    if "cu_seq_lens" in batch:
+        out["use_cache"] = False  # a KV cache also switches transformers' packed detection off
+    if route in ("ftwb_varlen", "flash_attention_2") and "cu_seq_lens" in batch:
+        cu, m = batch["cu_seq_lens"], batch["max_len"]
+        out.update(cu_seq_lens_q=cu, cu_seq_lens_k=cu, max_length_q=m, max_length_k=m)
+    return out

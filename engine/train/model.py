@@ -63,19 +63,53 @@ def load_tokenizer(cfg: RunConfig, path: str):
     return tok
 
 
-def load_model(cfg: RunConfig, device: str | None = None, log=None) -> tuple[Any, Any]:
+def compute_dtype(cfg: RunConfig, device: str):
+    """The dtype matmuls run in under autocast, or None when the step runs without autocast
+    (fp32 models, and full fine-tuning, whose weights already are in the compute dtype)."""
+    import torch
+
+    if cfg.method == "full":
+        return None
+    dt = getattr(torch, cfg.quant.compute_dtype) if cfg.method == "qlora" else pick_dtype(cfg, device)
+    return None if dt == torch.float32 else dt
+
+
+def check_loss_kernel(cfg: RunConfig) -> None:
+    """train.loss_kernel: liger is refused before any weights load when it cannot run here."""
+    if getattr(cfg.train, "loss_kernel", "chunked") == "liger":
+        from engine.train.loss import liger_unavailable
+
+        why = liger_unavailable()
+        if why:
+            raise ConfigError(f"train.loss_kernel: 'liger' cannot run here: {why}; "
+                              "or use train.loss_kernel: chunked (the default)")
+
+
+def load_model(cfg: RunConfig, device: str | None = None, log=None, emit=None) -> tuple[Any, Any]:
     """Load the base model for `cfg.method` and wrap it for training. Returns (model, tokenizer).
-    `log(message)` receives progress lines (the demo model's one-time build)."""
+
+    Weights load straight onto the GPU (no CPU copy first). LoRA adapters are fp32 for LoRA
+    and QLoRA alike (master weights; AdamW states follow them), while the step runs under
+    autocast in the compute dtype (engine.train.loop), so activations stay bf16. The
+    attention route is chosen and proven on the loaded model (engine.train.attention).
+    `log(message)` receives progress lines (the demo model's one-time build); `emit` gets
+    the attention choice and any route that failed its check.
+    """
     import torch
     from transformers import AutoModelForCausalLM
 
+    from engine.train import attention
+
     device = device or pick_device()
+    check_loss_kernel(cfg)
     path = resolve_model_path(cfg.model.name_or_path, log)
     tokenizer = load_tokenizer(cfg, path)
     dtype = pick_dtype(cfg, device)
-    attn = "sdpa" if cfg.model.attn_implementation == "auto" else cfg.model.attn_implementation
-    kwargs: dict[str, Any] = dict(dtype=dtype, attn_implementation=attn,
+    # Loaded with sdpa; attention.choose switches to the route that passes its check.
+    kwargs: dict[str, Any] = dict(dtype=dtype, attn_implementation="sdpa",
                                   trust_remote_code=cfg.model.trust_remote_code)
+    if device == "cuda":
+        kwargs["device_map"] = {"": torch.cuda.current_device()}
     if cfg.method == "qlora":
         if device != "cuda":
             raise ConfigError("method: 'qlora' needs a CUDA GPU (bitsandbytes 4-bit kernels); "
@@ -91,12 +125,11 @@ def load_model(cfg: RunConfig, device: str | None = None, log=None) -> tuple[Any
         else:
             kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
         kwargs["dtype"] = compute
-        kwargs["device_map"] = {"": torch.cuda.current_device()}
     try:
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except OSError as e:
         raise ModelError(f"cannot load model weights from {path}: {e}") from None
-    if cfg.method != "qlora":
+    if device != "cuda":
         model.to(device)
     model.config.use_cache = False
     if cfg.train.gradient_checkpointing:
@@ -106,9 +139,21 @@ def load_model(cfg: RunConfig, device: str | None = None, log=None) -> tuple[Any
     if cfg.method == "full":
         for p in model.parameters():
             p.requires_grad_(True)
-        return model, tokenizer
-    model = _add_lora(cfg, model)
+    else:
+        model = _add_lora(cfg, model)
+    attention.choose(model, cfg, device, kwargs["dtype"], emit=emit,
+                     autocast_dtype=compute_dtype(cfg, device))
     return model, tokenizer
+
+
+def set_gradient_checkpointing(model, on: bool) -> None:
+    """Turn activation checkpointing on or off on a loaded (possibly PEFT-wrapped) model."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    if on:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        base.enable_input_require_grads()
+    else:
+        base.gradient_checkpointing_disable()
 
 
 def _add_lora(cfg: RunConfig, model):
@@ -119,11 +164,12 @@ def _add_lora(cfg: RunConfig, model):
     target = cfg.lora.target_modules
     lcfg = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                       target_modules=target, bias="none", task_type="CAUSAL_LM")
-    # QLoRA keeps the adapters in the bf16 compute dtype; we deliberately skip
+    # Adapters are fp32 (autocast_adapter_dtype) for QLoRA too: bf16 weights and AdamW states
+    # lose small updates (at lr 2e-6 a bf16 step moves a weight ~3% as far as fp32). We skip
     # prepare_model_for_kbit_training, which upcasts embeddings and lm_head to fp32 and so
     # makes the logits fp32 (gigabytes at large vocabularies).
     try:
-        return get_peft_model(model, lcfg, autocast_adapter_dtype=cfg.method != "qlora")
+        return get_peft_model(model, lcfg, autocast_adapter_dtype=True)
     except ValueError as e:
         raise ConfigError(f"lora.target_modules: {target!r} does not match this model ({e}); "
                           "use 'all-linear' or names such as [q_proj, v_proj]") from None

@@ -145,7 +145,7 @@ def run(run_dir: Path, resume: bool = False) -> int:
 
         emit("phase", phase="loading_model")
         t0 = time.perf_counter()
-        model, tok = load_model(cfg, device, log=lambda m: emit("log", message=m))
+        model, tok = load_model(cfg, device, log=lambda m: emit("log", message=m), emit=emit)
         from engine.train.model import trainable_parameters
 
         trainable, total = trainable_parameters(model)
