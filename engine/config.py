@@ -65,9 +65,19 @@ class QuantConfig:
 
 @dataclass
 class DataConfig:
-    path: str = _f("demo", "Dataset file or directory (JSONL, JSON, CSV, Parquet, saved HF dataset), or 'demo'.")
-    format: Literal["auto", "chat", "sharegpt", "alpaca", "completion", "preference"] = _f(
-        "auto", "Row format; auto detects it from the fields.")
+    path: Union[str, list[Union[str, dict]]] = _f(
+        "demo", "Dataset file or directory (JSONL, JSON, CSV, Parquet, .txt/.md, saved HF dataset, "
+                "dataset_info.json#name), 'demo', or a list of sources {path, format, columns, roles, split, "
+                "weight, max_rows}.")
+    format: Literal["auto", "chat", "sharegpt", "alpaca", "completion", "preference", "kto", "text"] = _f(
+        "auto", "Row format; auto detects it from the fields (and names it when a set format does not fit).")
+    columns: dict[str, str] = _f({}, "Source column per ftwb name, e.g. {messages: conversations, role: from, "
+                                     "content: value}; empty = ftwb's own names.")
+    roles: dict[str, str] = _f({}, "Source role -> user/assistant/system/tool, e.g. {Q: user, A: assistant}.")
+    split: str | None = _f(None, "Rows to take, in HF split syntax: train, train[:20%], train[100:200]; "
+                                 "empty = all (a saved DatasetDict: its train split).")
+    text_documents: Literal["file", "blank_line"] = _f(
+        "file", "How .txt/.md corpora become rows: one document per file, or one per blank-line block.")
     val_split: float = _f(0.1, "Fraction held out for validation; 0.05-0.1 is usual.", min=0.0, max=0.5)
     test_split: float = _f(0.0, "Fraction held out for the final test evaluation.", min=0.0, max=0.5)
     split_seed: int = _f(42, "Seed of the train/validation/test split.", min=0)
@@ -202,6 +212,8 @@ def _type_name(tp: Any) -> str:
         return " or ".join(_type_name(a) for a in get_args(tp) if a is not type(None))
     if origin is list:
         return "a list of " + _type_name(get_args(tp)[0]) + "s"
+    if origin is dict:
+        return "a mapping"
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string",
             dict: "a mapping"}.get(tp, str(tp))
 
@@ -298,6 +310,10 @@ def _build(cls: type, data: Any, prefix: str) -> Any:
 
 
 def _cross_checks(cfg: RunConfig) -> None:
+    from engine.data.sources import config_problems  # plain Python: no file is opened
+
+    for problem in config_problems(cfg.data)[:1]:
+        raise ConfigError(problem)
     if cfg.data.val_split + cfg.data.test_split >= 0.9:
         raise ConfigError(f"data.val_split + data.test_split: {cfg.data.val_split + cfg.data.test_split:g} "
                           "leaves almost nothing to train on; keep the sum below 0.9")

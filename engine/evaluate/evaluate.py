@@ -1,8 +1,11 @@
-"""Base vs fine-tuned on held-out data: loss, perplexity and generation scores.
+"""Base vs fine-tuned on every eval set: loss, perplexity and generation scores,
+regressions beyond the threshold, and the LLM judge's verdicts.
 
-The split is the run's test split (the same rows as at training time: the split is a pure
-function of the config), or the validation split when the run kept no test split. Writes
-RUN_DIR/eval/results.json and RUN_DIR/eval/samples.jsonl, both atomically.
+The first set is the run's test split (the same rows as at training time: the split is a
+pure function of the config), or the validation split when the run kept no test split;
+then the sets of `eval.sets` (see engine/evaluate/sets.py). Writes RUN_DIR/eval/results.json,
+RUN_DIR/eval/samples.jsonl (the held-out split) and RUN_DIR/eval/sets/<set>.jsonl, all
+atomically. The base side is read from a stored baseline when one matches (baseline.py).
 """
 from __future__ import annotations
 
@@ -13,12 +16,17 @@ from typing import Any, Callable
 
 from engine import config as C
 from engine import rundir
-from engine.evaluate import scores
+from engine.evaluate.score_sets import SetData
+from engine.evaluate.sets import EvalSet, parse_sets
 
 RESULTS = "results.json"
 SAMPLES = "samples.jsonl"
-SCORE_KEYS = ("loss", "perplexity", "exact_match", "json_valid", "field_accuracy", "rouge_l")
+SETS_DIR = "sets"
+SCORE_KEYS = ("loss", "perplexity", "exact_match", "json_valid", "field_accuracy", "rouge_l", "contains",
+              "regex_match", "schema_valid", "refusal_rate")
 LOWER_IS_BETTER = {"loss", "perplexity"}
+# perplexity moves with loss; checking both would report one regression twice
+REGRESSION_KEYS = tuple(k for k in SCORE_KEYS if k != "perplexity")
 
 
 def _noop(*_a, **_k) -> None:
@@ -45,15 +53,88 @@ def examples_for(cfg: C.RunConfig, fmt: str, items: list[dict]) -> list[dict]:
     return [{**by_row[it["row"]], "row": it["row"]} for it in items if it["row"] in by_row]
 
 
+def load_sets(cfg: C.RunConfig, tokenizer, prepared) -> list[SetData]:
+    """Every eval set of the config, ready to score; the held-out split always comes first."""
+    from engine.evaluate.score_sets import load_file_set
+
+    wanted = parse_sets(cfg.eval.sets)
+    if not any(s.name == "test" and s.path is None for s in wanted):
+        wanted.insert(0, EvalSet(name="test", scorer="auto"))
+    out = []
+    for s in wanted:
+        if s.name == "test" and s.path is None:
+            split, items, note = held_out(prepared)
+            examples = examples_for(cfg, prepared.fmt, items)
+            rows = {ex["row"] for ex in examples}
+            out.append(SetData(s, examples, [it for it in items if it["row"] in rows], note, split))
+        else:
+            out.append(load_file_set(cfg, s, tokenizer))
+    return out
+
+
+def effective_config(cfg: C.RunConfig, max_samples: int | None, max_new_tokens: int | None) -> C.RunConfig:
+    """The config with command-line overrides applied (they change what the baseline means)."""
+    if not max_samples and not max_new_tokens:
+        return cfg
+    cfg = cfg.copy()
+    cfg.eval.max_samples = max_samples or cfg.eval.max_samples
+    cfg.eval.max_new_tokens = max_new_tokens or cfg.eval.max_new_tokens
+    return cfg
+
+
+def score_sets(cfg: C.RunConfig, model, tokenizer, datas: list[SetData], *, runs_root: Path, data_hash,
+               tuned: bool, plain: bool = False, train_examples: list[dict] | None = None,
+               emit: Callable[..., Any] = None) -> tuple[dict[str, dict], dict[str, list[dict]], dict]:
+    """({set: {side: metrics}}, {set: merged samples}, baseline info); the base side comes
+    from the stored baseline when one matches, and is stored when none does."""
+    from engine.evaluate import baseline as B
+    from engine.evaluate.score_sets import merge_samples, score_side, wants_prompted
+
+    emit = emit or _noop
+    prompted = wants_prompted(cfg)
+    key = B.baseline_key(cfg, data_hash, {d.set.name: d.content_hash for d in datas})
+    stored = B.read(runs_root, key)
+    reuse = B.covers(stored, [d.set.name for d in datas], prompted)
+    metrics: dict[str, dict] = {}
+    samples: dict[str, list[dict]] = {}
+    record: dict = {"config_hash": cfg.hash(), "model": cfg.model.name_or_path, "sets": {}}
+    for d in datas:
+        name = d.set.name
+        emit("log", message=f"evaluating {name} ({len(d.items)} examples, scorer {d.set.scorer})")
+        per: dict[str, dict] = {}
+        recs: dict[str, list[dict]] = {}
+        sides = (["base"] + (["prompted"] if prompted else [])) if not reuse else []
+        for side in sides:
+            per[side], recs[side] = score_side(model, tokenizer, cfg, d, side, plain=plain,
+                                               train_examples=train_examples)
+        if reuse:
+            old = stored["sets"][name]
+            for side in ("base", "prompted"):
+                if side in old:
+                    per[side], recs[side] = old[side], old.get(f"{side}_samples") or []
+        else:
+            record["sets"][name] = {**{w: per[w] for w in per}, **{f"{w}_samples": recs[w] for w in recs}}
+        if tuned:
+            per["tuned"], recs["tuned"] = score_side(model, tokenizer, cfg, d, "tuned", train_examples=train_examples)
+        metrics[name] = per
+        samples[name] = merge_samples(recs)
+    if reuse:
+        info = {"key": key, "reused": True, "created": stored.get("created"),
+                "path": str(B.store_dir(runs_root) / f"{key}.json")}
+    else:
+        path = B.write(runs_root, key, record)
+        info = {"key": key, "reused": False, "created": round(time.time(), 3), "path": str(path)}
+    return metrics, samples, info
+
+
 def evaluate_run(run_dir: str | Path, *, model=None, tokenizer=None, emit: Callable[..., Any] | None = None,
                  max_samples: int | None = None, max_new_tokens: int | None = None,
                  prepared=None) -> dict[str, Any]:
-    """Evaluate a run's adapter against its base model; returns the results dict.
+    """Evaluate a run's adapter against its base model on every eval set; returns the results dict.
 
     `model`/`tokenizer`: an in-memory PeftModel and its tokenizer (the training engine
     passes its own at the end of a run); otherwise both are loaded from RUN_DIR."""
-    from engine.evaluate.generate import check_run_dir, encode_prompt, generate_batch, load_for_inference, split_prompt
-    from engine.evaluate.losses import example_losses, mean_loss
+    from engine.evaluate.generate import check_run_dir, load_for_inference
 
     run_dir = Path(run_dir)
     emit = emit or _noop
@@ -64,6 +145,7 @@ def evaluate_run(run_dir: str | Path, *, model=None, tokenizer=None, emit: Calla
         model, tokenizer, cfg = load_for_inference(run_dir, cfg)
     elif tokenizer is None:
         raise ValueError("evaluate_run: pass the tokenizer together with the model")
+    cfg = effective_config(cfg, max_samples, max_new_tokens)
     was_training = bool(getattr(model, "training", False))
     model.eval()
     try:
@@ -71,53 +153,127 @@ def evaluate_run(run_dir: str | Path, *, model=None, tokenizer=None, emit: Calla
             from engine.data.prepare import prepare
 
             prepared = prepare(cfg, tokenizer, emit=None)
-        split, items, note = held_out(prepared)
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        result: dict[str, Any] = {"run": run_dir.name, "split": split, "note": note, "examples": len(items)}
-        sides: dict[str, dict[str, Any]] = {}
-        for which in ("base", "tuned"):
-            sides[which] = mean_loss(example_losses(model, items, which, pad_id=pad))
-
-        limit = max_samples or cfg.eval.max_samples
-        new_tokens = max_new_tokens or cfg.eval.max_new_tokens
-        chosen = examples_for(cfg, prepared.fmt, items[:limit])
-        prompts, refs, prompt_msgs, sample_rows = [], [], [], []
-        for ex in chosen:
-            msgs, ref = split_prompt(ex["messages"]) if "messages" in ex else ([], "")
-            if not msgs:
-                continue  # completion-style examples have no prompt to generate from
-            prompt_msgs.append(msgs)
-            sample_rows.append(ex["row"])
-            refs.append(ref)
-            prompts.append(encode_prompt(tokenizer, msgs))
-        json_task = bool(refs) and sum(scores.is_json_reference(r) for r in refs) * 2 >= len(refs)
-        outputs = {w: generate_batch(model, tokenizer, prompts, new_tokens, which=w) if prompts else []
-                   for w in ("base", "tuned")}
-        per = {w: [scores.score_one(o, r, json_task) for o, r in zip(outputs[w], refs)] for w in outputs}
-        for w in ("base", "tuned"):
-            sides[w].update(scores.aggregate(per[w]))
-        result.update({
-            "generated": len(prompts), "json_task": json_task, "max_new_tokens": new_tokens,
-            "base": sides["base"], "tuned": sides["tuned"], "delta": deltas(sides["base"], sides["tuned"]),
-            "model": cfg.model.name_or_path, "method": cfg.method, "config_hash": cfg.hash(),
-            "created": round(time.time(), 3), "time_s": round(time.perf_counter() - t0, 2),
-        })
+        datas = load_sets(cfg, tokenizer, prepared)
+        train_examples = _train_examples(cfg, prepared)
+        metrics, samples, base_info = score_sets(
+            cfg, model, tokenizer, datas, runs_root=run_dir.parent, tuned=True,
+            data_hash=(prepared.data_info or {}).get("content_hash"), train_examples=train_examples, emit=emit)
+        result = assemble(cfg, datas, metrics, run=run_dir.name, baseline=base_info)
+        result["regressions"] = find_regressions(result["sets"], cfg.eval.regression_threshold)
         out_dir = run_dir / rundir.EVAL
-        samples = []
-        for i, (msgs, ref) in enumerate(zip(prompt_msgs, refs)):
-            samples.append({"index": i, "row": sample_rows[i], "prompt": msgs, "reference": ref,
-                            "base": outputs["base"][i], "tuned": outputs["tuned"][i],
-                            "base_scores": per["base"][i], "tuned_scores": per["tuned"][i]})
-        C.atomic_write_text(out_dir / SAMPLES, "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
-        result["samples_path"] = str(out_dir / SAMPLES)
+        _write_samples(out_dir, result, samples)
+        from engine.evaluate.judge import judge_run
+
+        result["judge"] = judge_run(cfg, samples, out_dir, emit=emit)
+        result["time_s"] = round(time.perf_counter() - t0, 2)
         path = out_dir / RESULTS
         C.atomic_write_text(path, json.dumps(result, indent=1, ensure_ascii=False))
-        emit("eval_result", base=sides["base"], tuned=sides["tuned"], delta=result["delta"], split=split,
-             path=str(path))
+        for r in result["regressions"]:
+            emit("warning", kind="regression", set=r["set"], metric=r["metric"], base=r["base"], tuned=r["tuned"],
+                 message=regression_message(r, cfg.eval.regression_threshold))
+        emit("eval_result", base=result["base"], tuned=result["tuned"], delta=result["delta"], split=result["split"],
+             path=str(path), sets={k: {w: v.get(w) for w in ("base", "prompted", "tuned", "delta") if w in v}
+                                   for k, v in result["sets"].items()},
+             regressions=result["regressions"], judge=_judge_brief(result["judge"]), baseline=base_info)
         return result
     finally:
         if was_training:
             model.train()
+
+
+def _train_examples(cfg: C.RunConfig, prepared) -> list[dict]:
+    """Normalised training examples, only when few-shot prompts are drawn from them."""
+    if isinstance(cfg.eval.few_shot, list) or not cfg.eval.few_shot:
+        return []
+    items = list(getattr(prepared, "train", None) or [])[: 4 * int(cfg.eval.few_shot)]
+    return examples_for(cfg, prepared.fmt, items)
+
+
+def assemble(cfg: C.RunConfig, datas: list[SetData], metrics: dict[str, dict], **extra) -> dict[str, Any]:
+    """The results dict: the held-out split's scores at the top (as `ftwb eval` always
+    reported them) and every set under "sets"."""
+    sets: dict[str, dict] = {}
+    for d in datas:
+        per = metrics[d.set.name]
+        entry: dict[str, Any] = {"scorer": d.set.scorer, "path": d.set.path, "examples": len(d.items),
+                                 "generated": max((per[w].get("generated", 0) for w in per), default=0)}
+        for w in ("base", "prompted", "tuned"):
+            if w in per:
+                entry[w] = {k: v for k, v in per[w].items() if k not in ("generated", "json_task")}
+        if "base" in entry and "tuned" in entry:
+            entry["delta"] = deltas(entry["base"], entry["tuned"])
+        if d.split:
+            entry["split"], entry["note"] = d.split, d.note
+        sets[d.set.name] = entry
+    test = sets[datas[0].set.name]
+    first = metrics[datas[0].set.name]
+    result: dict[str, Any] = {
+        **extra, "split": test.get("split", "test"), "note": test.get("note"), "examples": test["examples"],
+        "generated": test["generated"],
+        "json_task": any(first[w].get("json_task") for w in first if isinstance(first[w], dict)),
+        "max_new_tokens": cfg.eval.max_new_tokens,
+        "base": test.get("base", {}), "tuned": test.get("tuned", {}), "delta": test.get("delta", {}),
+        "sets": sets, "model": cfg.model.name_or_path, "method": cfg.method, "config_hash": cfg.hash(),
+        "created": round(time.time(), 3),
+    }
+    if "prompted" in test:
+        result["prompted"] = test["prompted"]
+    return result
+
+
+def _write_samples(out_dir: Path, result: dict, samples: dict[str, list[dict]]) -> None:
+    def lines(recs):
+        return "".join(json.dumps(s, ensure_ascii=False) + "\n" for s in recs)
+
+    names = list(result["sets"])
+    C.atomic_write_text(out_dir / SAMPLES, lines(samples[names[0]]))
+    result["samples_path"] = str(out_dir / SAMPLES)
+    for name in names:
+        path = out_dir / SAMPLES if name == names[0] else out_dir / SETS_DIR / f"{_slug(name)}.jsonl"
+        if name != names[0]:
+            C.atomic_write_text(path, lines(samples[name]))
+        result["sets"][name]["samples_path"] = str(path)
+
+
+def _slug(name: str) -> str:
+    return rundir.slugify(name)
+
+
+def find_regressions(sets: dict[str, dict], threshold: float) -> list[dict]:
+    """Where the fine-tuned side is worse than the base by more than the threshold: a score
+    (0-1) lower by more than it, or a loss higher by more than that fraction."""
+    out = []
+    for name, entry in sets.items():
+        base, tuned = entry.get("base") or {}, entry.get("tuned") or {}
+        for k in REGRESSION_KEYS:
+            a, b = base.get(k), tuned.get(k)
+            if not isinstance(a, (int, float)) or not isinstance(b, (int, float)):
+                continue
+            if k == "loss":
+                change = (b - a) / a if a > 0 else 0.0
+                worse = change > threshold
+            else:
+                change = b - a
+                worse = -change > threshold
+            if worse:
+                out.append({"set": name, "metric": k, "base": a, "tuned": b, "change": round(change, 6)})
+    return out
+
+
+def regression_message(r: dict, threshold: float) -> str:
+    if r["metric"] == "loss":
+        what = f"loss rose {r['change'] * 100:.1f}% ({r['base']:.4f} -> {r['tuned']:.4f})"
+    else:
+        what = f"{r['metric']} fell {r['base']:.3f} -> {r['tuned']:.3f}"
+    return (f"regression on eval set {r['set']}: {what}, beyond eval.regression_threshold {threshold:g}; "
+            "the fine-tune may have lost general ability or safety behaviour (mix some of that data back in, "
+            "lower the learning rate or train fewer steps)")
+
+
+def _judge_brief(j: dict | None) -> dict | None:
+    if not j:
+        return None
+    return {k: j.get(k) for k in ("mode", "model", "win_rate", "judged", "skipped", "path", "mean") if k in j}
 
 
 def deltas(base: dict, tuned: dict) -> dict[str, float]:

@@ -53,22 +53,15 @@ def load_tokenizer(run_dir: Path, cfg: C.RunConfig):
     return tok
 
 
-def load_for_inference(run_dir: Path, cfg: C.RunConfig | None = None, device: str | None = None,
-                       dtype: str | None = None) -> tuple[Any, Any, C.RunConfig]:
-    """(model, tokenizer, cfg): the base model with the run's adapter, in eval mode.
-
-    A QLoRA run is served on a 4-bit base as trained; LoRA on the run's dtype. A full
-    fine-tune has no adapter: the saved model is the fine-tuned side, and the base model
-    is loaded as a second model (see `side`)."""
+def load_base(cfg: C.RunConfig, device: str | None = None, dtype: str | None = None):
+    """(base model, torch dtype, device): the base model as the run trains on it (a QLoRA
+    run's base in 4 bits on CUDA), in eval mode."""
     import torch
     from transformers import AutoModelForCausalLM
 
     from engine.train.model import ModelError, pick_device, pick_dtype, resolve_model_path
 
-    run_dir = Path(run_dir)
-    cfg = cfg or check_run_dir(run_dir)
     device = device or pick_device()
-    tok = load_tokenizer(run_dir, cfg)
     base_path = resolve_model_path(cfg.model.name_or_path)
     torch_dtype = getattr(torch, dtype) if dtype else pick_dtype(cfg, device)
     kwargs: dict[str, Any] = dict(dtype=torch_dtype, trust_remote_code=cfg.model.trust_remote_code)
@@ -88,6 +81,23 @@ def load_for_inference(run_dir: Path, cfg: C.RunConfig | None = None, device: st
         raise ModelError(f"cannot load the base model from {base_path}: {e}") from None
     if "device_map" not in kwargs:
         base.to(device)
+    base.eval()
+    return base, torch_dtype, device
+
+
+def load_for_inference(run_dir: Path, cfg: C.RunConfig | None = None, device: str | None = None,
+                       dtype: str | None = None) -> tuple[Any, Any, C.RunConfig]:
+    """(model, tokenizer, cfg): the base model with the run's adapter, in eval mode.
+
+    A QLoRA run is served on a 4-bit base as trained; LoRA on the run's dtype. A full
+    fine-tune has no adapter: the saved model is the fine-tuned side, and the base model
+    is loaded as a second model (see `side`)."""
+    from transformers import AutoModelForCausalLM
+
+    run_dir = Path(run_dir)
+    cfg = cfg or check_run_dir(run_dir)
+    tok = load_tokenizer(run_dir, cfg)
+    base, torch_dtype, device = load_base(cfg, device, dtype)
     adapter = run_dir / rundir.ADAPTER
     if cfg.method == "full":
         tuned = AutoModelForCausalLM.from_pretrained(str(adapter), dtype=torch_dtype).to(device)
