@@ -82,7 +82,7 @@ def test_save_writes_version_and_manifest_and_never_overwrites(src):
     assert man["source_hash"] == hashlib.sha256(src.read_bytes()).hexdigest()
     assert man["result_hash"] == hashlib.sha256(body).hexdigest() and man["result_hash"][:8] in v1.version
     assert (man["rows_in"], man["rows_out"]) == (14, 13)
-    assert man["operations"] == [{"op": "drop_exact_duplicates", "rows": [12]}] and man["created"]
+    assert man["operations"] == [{"op": "drop_exact_duplicates", "rows": [12], "lines": [13]}] and man["created"]
     v2 = save_version(s)  # same content: a new version number, the first file untouched
     assert v2.version.startswith("v2-") and v1.path.read_bytes() == body
     assert [v.version for v in list_versions(src)] == [v1.version, v2.version]

@@ -3,15 +3,17 @@ entry points; the work is in tui/screens, tui/widgets and tui/services."""
 from __future__ import annotations
 
 import os
+import weakref
 from pathlib import Path
 
+from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 
 from engine import rundir
 from tui.screens.config import ConfigScreen
 from tui.screens.data_workbench import DataWorkbenchScreen
-from tui.screens.dialogs import HelpScreen, QuitDialog
+from tui.screens.dialogs import ChoiceDialog, HelpScreen, QuitDialog
 from tui.screens.runs import RunsScreen
 from tui.screens.train import TrainScreen
 from tui.services.engine_client import ControlError, RunSession
@@ -57,6 +59,8 @@ class FtwbApp(App[int]):
                                                 if target.config.output.runs_dir != "runs" else None)
         self.sample_devices = sample_devices
         self.session: RunSession | None = None
+        self.workbenches: weakref.WeakSet = weakref.WeakSet()  # Data screens (unsaved cleaning)
+        self.findings_answers: dict[tuple, bool] = {}  # dataset version -> "train anyway" given
 
     def on_mount(self) -> None:
         # Layout class first, so the first screen lays out (and wraps its log) at its final size.
@@ -98,6 +102,12 @@ class FtwbApp(App[int]):
         if done:
             self.notify(done.format(result=result))
 
+    def use_dataset(self, path: str) -> None:
+        """Point the config's data.path at `path` (a saved version): what the next run trains."""
+        self.config = self.config.copy()
+        self.config.data.path = path
+        self.notify(f"data.path is now {path}: the next run trains on it (save the config with ctrl+s on Config)")
+
     def action_start_run(self) -> None:
         if self.config_problem:
             self.notify(f"Cannot start: the config is invalid. {self.config_problem}", severity="error", timeout=8)
@@ -105,9 +115,45 @@ class FtwbApp(App[int]):
         if self.session is not None and self.session.is_live():
             self.notify("A run is already live here; stop it (x) or open another view first.", severity="warning")
             return
+        cfg = self.config.copy()
+        if cfg.data.allow_findings:
+            self._launch(cfg)
+            return
+        self.notify(f"checking {Path(str(cfg.data.path)).name} for secrets, PII and errors before the run …",
+                    timeout=3)
+        self._gate(cfg)
 
+    @work(thread=True, exclusive=True, group="start-gate", exit_on_error=False)
+    def _gate(self, cfg) -> None:
+        from tui.services.dataset_label import gate_report, version_key
+
+        key = version_key(cfg)
+        report = gate_report(cfg) if key not in self.findings_answers else None
+        self.call_from_thread(self._gated, cfg, key, report)
+
+    def _gated(self, cfg, key, report) -> None:
+        if report is None or not report.blocking:
+            if self.findings_answers.get(key):
+                cfg.data.allow_findings = True  # asked before for this very version: the answer stands
+            self._launch(cfg)
+            return
+
+        def chosen(what: str | None) -> None:
+            if what == "train":
+                self.findings_answers[key] = True
+                cfg.data.allow_findings = True  # recorded in the run's config.yaml
+                self._launch(cfg)
+            elif what == "data":
+                self.switch_mode("data")
+        self.push_screen(ChoiceDialog(
+            "The dataset has findings", report.summary() + ". Train on it anyway? The answer is recorded "
+            "in the run's config (data.allow_findings: true).",
+            [("cancel", "Cancel [esc]", "primary"), ("data", "Clean it on Data [d]", "default"),
+             ("train", "Train anyway [t]", "warning")]), chosen)
+
+    def _launch(self, cfg) -> None:
         def start():
-            s = RunSession.launch(self.config, str(self.runs_dir))
+            s = RunSession.launch(cfg, str(self.runs_dir))
             self._replace_session(s)
             return s.run_dir.name
         self._control(start, "Started {result}")
@@ -135,11 +181,46 @@ class FtwbApp(App[int]):
             s = RunSession.resume(target)
             self._replace_session(s)
             return target.name
-        self._control(resume, "Resuming {result} from its last checkpoint")
+        # The engine takes a while to load the model again: say so at once.
+        self._control(resume, "Resuming {result} from its last checkpoint: loading the model and data …")
         self.switch_mode("train")
 
     # ------------------------------------------------------------ quit, help, palette
+    # ------------------------------------------------------------ unsaved cleaning
+    def _unsaved_workbench(self):
+        return next((w for w in list(self.workbenches) if w.is_mounted and w.wb is not None and w.wb.unsaved()),
+                    None)
+
+    def ask_unsaved(self, then, offer: bool = False) -> None:
+        """With unsaved cleaning operations: save / discard / cancel, then `then()`
+        (`offer`: after a save, offer to train on the new version first)."""
+        w = self._unsaved_workbench()
+        if w is None:
+            then()
+            return
+        n = w.wb.unsaved()
+
+        def chosen(what: str | None) -> None:
+            if what == "save":
+                w.save_and(then, offer)
+            elif what == "discard":
+                w.discard_unsaved()
+                then()
+        self.push_screen(ChoiceDialog(
+            "Unsaved cleaning", f"{w.wb.path.name} has {n} unsaved operation(s). Save them as a new version?",
+            [("save", "Save version [s]", "primary"), ("discard", "Discard [d]", "error"),
+             ("cancel", "Cancel [esc]", "default")]), chosen)
+
+    async def action_switch_mode(self, mode: str) -> None:
+        if self.current_mode == "data" and mode != "data" and self._unsaved_workbench() is not None:
+            self.ask_unsaved(lambda: self.switch_mode(mode), offer=True)
+            return
+        self.switch_mode(mode)
+
     def action_quit(self) -> None:
+        self.ask_unsaved(self._quit_run_prompt)
+
+    def _quit_run_prompt(self) -> None:
         s = self.session
         if s is None or not s.is_live():
             self.exit(0)

@@ -34,6 +34,7 @@ class VersionInfo:
     created: str
     source_hash: str
     result_hash: str
+    left_out: list[dict] | None = None  # unreadable records of the source, never written
 
 
 def _sha256_file(path: Path) -> str:
@@ -114,7 +115,42 @@ class Session:
                 self._rows[i] = _redact_row(self._rows[i], redact)
 
     def _push(self, op: dict) -> dict:
+        """Apply and log `op`; an op that touches no row is returned but never logged."""
+        if ("rows" in op and not op["rows"]) or ("lines" in op and not op["lines"]):
+            return op
+        # Row identity in the manifest: `rows` are 0-based indices of the parsed rows,
+        # `lines` the 1-based lines of the source file (None where the source has none).
+        if "rows" in op:
+            op["lines"] = [self.lines[i] if i < len(self.lines) else None for i in op["rows"]]
+        elif "row" in op:
+            op["line"] = self.lines[op["row"]] if op["row"] < len(self.lines) else None
         self._apply(op)
+        self.ops.append(op)
+        self._redo.clear()
+        return op
+
+    # ------------------------------------------------------------ unreadable lines
+    @property
+    def unreadable_deleted(self) -> set[int]:
+        """Source lines of unreadable records the user deleted (they are never saved anyway)."""
+        out: set[int] = set()
+        for op in self.ops:
+            if op["op"] == "delete_unreadable":
+                out.update(op["lines"])
+            elif op["op"] == "restore_unreadable":
+                out.difference_update(op["lines"])
+        return out
+
+    def delete_unreadable(self, lines) -> dict:
+        known = {p.line for p in self.problems}
+        ids = sorted(int(n) for n in lines if int(n) in known and int(n) not in self.unreadable_deleted)
+        return self._push({"op": "delete_unreadable", "lines": ids})
+
+    def restore_unreadable(self, lines) -> dict:
+        ids = sorted(int(n) for n in lines if int(n) in self.unreadable_deleted)
+        if not ids:
+            return {"op": "restore_unreadable", "lines": []}
+        op = {"op": "restore_unreadable", "lines": ids}
         self.ops.append(op)
         self._redo.clear()
         return op
@@ -232,10 +268,16 @@ def save_version(session: Session, out_dir: str | Path | None = None) -> Version
             break
         except FileExistsError:  # another save took this number first
             n += 1
+    deleted = session.unreadable_deleted
+    left_out = [{"line": p.line, "row": p.row, "reason": p.message, "deleted": p.line in deleted}
+                for p in session.problems]
     manifest = {
         "version": version, "source": str(session.source), "source_hash": session.source_hash,
         "format": session.fmt, "operations": session.ops, "result_hash": result_hash,
         "rows_in": len(session.original), "rows_out": len(rows),
+        "row_numbering": "rows: 0-based index of the parsed rows (unreadable records not counted); "
+                         "lines: 1-based line of the source file",
+        "unreadable_left_out": left_out,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     mpath = path.with_name(path.name + ".manifest.json")
@@ -246,7 +288,8 @@ def save_version(session: Session, out_dir: str | Path | None = None) -> Version
 def _info(path: Path, mpath: Path, m: dict) -> VersionInfo:
     return VersionInfo(version=m["version"], path=path, manifest_path=mpath, rows_in=m["rows_in"],
                        rows_out=m["rows_out"], operations=m["operations"], created=m["created"],
-                       source_hash=m["source_hash"], result_hash=m["result_hash"])
+                       source_hash=m["source_hash"], result_hash=m["result_hash"],
+                       left_out=m.get("unreadable_left_out") or [])
 
 
 def read_manifest(version_path: str | Path) -> dict | None:

@@ -166,7 +166,10 @@ class ConfigScreen(Screen):
                            + "  · a run cannot start until this is fixed", style="bold red"))
             return
         c = self.app.config
-        st.update(Text(f"✔ valid · {c.method} · model {c.model.name_or_path} · data {c.data.path}", style="green"))
+        from tui.services.dataset_label import dataset_label
+
+        st.update(Text(f"✔ valid · {c.method} · model {c.model.name_or_path} · trains on {dataset_label(c.data.path)}",
+                       style="green"))
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id and event.input.id.startswith("cfg-"):

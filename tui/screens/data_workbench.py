@@ -79,6 +79,7 @@ class DataWorkbenchScreen(Screen):
         self.tokenizer = None
         self.filter_spec = ""
         self.loaded = False           # set when the whole source is indexed/loaded (tests wait on it)
+        self.last_saved = None        # engine.data.versions.VersionInfo of the last save here
         self._last_progress = 0.0
 
     # ------------------------------------------------------------ layout
@@ -98,6 +99,8 @@ class DataWorkbenchScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        if hasattr(self.app, "workbenches"):
+            self.app.workbenches.add(self)  # the quit / leave prompts ask about unsaved operations
         self.query_one(RowsTable).focus()
         path = self.path
         if path is None:
@@ -135,8 +138,10 @@ class DataWorkbenchScreen(Screen):
         if self.filter_spec:
             t.append(f"  filter: {shown:,} match", "cyan")
         t.append(f"  {wb.fmt}", "bold")
-        if wb.session is not None and wb.session.ops:
-            t.append(f"  {len(wb.session.ops)} unsaved ops", "yellow")
+        if wb.unsaved():
+            t.append(f"  {wb.unsaved()} unsaved ops", "yellow")
+        elif getattr(self, "last_saved", None) is not None:
+            t.append(f"  saved {self.last_saved.version}", "green")
         if extra:
             t.append(f"  {extra}", "dim")
         self._title(t)
@@ -218,14 +223,14 @@ class DataWorkbenchScreen(Screen):
         if row.preview is not None:  # a huge line: parse it off the event loop
             self._load_big_row(event.index)
             return
-        self.query_one(RowView).show_row(row, self.wb.fmt)
+        self.query_one(RowView).show_row(row, self.wb.fmt, self.wb.label(event.index))
         if self.query_one(RowView).active == "tab-tokens":
             self.action_tokens()
 
     @work(thread=True, exclusive=True, group="data-row", exit_on_error=False)
     def _load_big_row(self, index: int) -> None:
         row = self.wb.row(index, full=True)
-        self.app.call_from_thread(self.query_one(RowView).show_row, row, self.wb.fmt)
+        self.app.call_from_thread(self.query_one(RowView).show_row, row, self.wb.fmt, self.wb.label(index))
 
     def action_row_view(self) -> None:
         self.query_one("#dwb-side", TabbedContent).active = "side-row"
@@ -251,7 +256,7 @@ class DataWorkbenchScreen(Screen):
             if row.data is None:
                 raise WorkbenchError(f"row {index} could not be read: {row.error}")
             tv = token_view(tok, row.data, self.wb.fmt, self.max_seq_len)
-            content = Text(f"row {index}  ", "dim") + tokens_text(tv)
+            content = Text(f"{self.wb.label(index)}  ", "dim") + tokens_text(tv)
         except WorkbenchError as e:
             content = Text(str(e), "bold red")
         self.app.call_from_thread(self.query_one(RowView).show_tokens, content)
@@ -408,9 +413,10 @@ class DataWorkbenchScreen(Screen):
             return
 
         def op(wb: Workbench) -> str:
+            name = wb.label(i)
             if wb.deleted(i):
-                return f"restored row {i}" if wb.restore([i]) else f"row {i} was not deleted"
-            return f"deleted row {i} (x restores it)" if wb.delete([i]) else f"row {i} cannot be deleted"
+                return f"restored {name}" if wb.restore([i]) else f"{name} was not deleted"
+            return f"deleted {name} (x restores it)" if wb.delete([i]) else f"{name} cannot be deleted"
         self._clean("delete", op)
         self.query_one(RowsTable).action_move(1)
 
@@ -420,7 +426,8 @@ class DataWorkbenchScreen(Screen):
             return
         row = self.wb.row(i, full=True)
         if row.data is None:
-            self.notify(f"row {i} could not be read ({row.error}); fix the line in the file", severity="error")
+            self.notify(f"{self.wb.label(i)} could not be read ({row.error}); fix the line in the file, "
+                        "or delete it (x)", severity="error")
             return
 
         def done(changes) -> None:
@@ -428,7 +435,7 @@ class DataWorkbenchScreen(Screen):
                 def op(wb: Workbench) -> str:
                     for path, value in changes:
                         wb.edit(i, path, value)
-                    return f"edited {', '.join(p for p, _ in changes)} of row {i} (ctrl+z undoes)"
+                    return f"edited {', '.join(p for p, _ in changes)} of {wb.label(i)} (ctrl+z undoes)"
                 self._clean("edit", op)
         self.app.push_screen(EditDialog(i, row.data, _first_assistant_path(row.data)), done)
 
@@ -462,22 +469,69 @@ class DataWorkbenchScreen(Screen):
         self._clean("drop failing", lambda wb: f"dropped {wb.drop_failing(cid, rows)} rows failing {cid}")
 
     def action_save(self) -> None:
-        if self.wb is None or self.wb.session is None or not self.wb.session.ops:
+        if self.wb is None or not self.wb.unsaved():
             self.notify("no changes to save: delete, edit or clean rows first", severity="warning")
             return
-        self._save()
+        self._save(True)
+
+    def save_and(self, then, offer: bool = False) -> None:
+        """Save a version, then call `then()` (from the quit / leave prompts)."""
+        self._save(offer, then)
+
+    def discard_unsaved(self) -> None:
+        """Drop the operations since the last save (the prompt's discard)."""
+        sess = self.wb.session if self.wb is not None else None
+        if sess is not None:
+            sess.ops = list(self.wb.saved_ops)
+            sess._redo.clear()
+            sess._replay()
+            self.wb._refresh_edited()
+            self._cleaned("discarded the unsaved operations")
 
     @work(thread=True, exclusive=True, group="data-save", exit_on_error=False)
-    def _save(self) -> None:
+    def _save(self, offer: bool, then=None) -> None:
         try:
             info = self.wb.save()
         except OSError as e:
             self.app.call_from_thread(self.notify, f"cannot save: {e.strerror}; check the folder's permissions",
                                       severity="error")
             return
-        self.app.call_from_thread(self.notify, f"saved {info.version}: {info.rows_out} rows -> {info.path}",
-                                  timeout=10)
         self.last_saved = info
+        self.app.call_from_thread(self._saved, info, offer, then)
+
+    def _saved(self, info, offer: bool, then) -> None:
+        left = info.left_out or []
+        gone = [x for x in left if not x.get("deleted")]
+        note = ""
+        if left:
+            first = "; ".join(f"line {x['line']}: {x['reason']}" for x in gone[:2])
+            note = (f"; {len(left)} unreadable line(s) left out"
+                    + (f" ({len(left) - len(gone)} deleted by you)" if len(gone) < len(left) else "")
+                    + (f": {first}" if first else ""))
+        self.notify(f"saved {info.version}: {info.rows_out} rows -> {info.path}{note}", timeout=12,
+                    severity="warning" if gone else "information")
+        self._status()
+        if offer:
+            self.offer_training(info, then)
+        elif then is not None:
+            then()
+
+    def offer_training(self, info, then=None) -> None:
+        """Point the config's data.path at the saved version (the default answer is yes)."""
+        cfg = getattr(self.app, "config", None)
+        if cfg is None:
+            return
+
+        def chosen(yes: bool | None) -> None:
+            if yes:
+                self.app.use_dataset(str(info.path))
+            if then is not None:
+                then()
+        from tui.widgets.config.confirm_dialog import ConfirmDialog
+
+        self.app.push_screen(ConfirmDialog(f"Train on {info.version}? The config's data.path is now "
+                                           f"{cfg.data.path}; point it at the saved version.",
+                                           yes="Use it for training", no="Keep the config as it is"), chosen)
 
     def action_versions(self) -> None:
         if self.wb is not None:

@@ -27,15 +27,51 @@ class QuitDialog(ModalScreen[str | None]):
             yield Label("Stop it (a checkpoint is saved) or leave it running? "
                         "You can re-attach later with `ftwb attach`.")
             with Horizontal(id="dialog-buttons"):
-                yield Button("Stop run [s]", variant="error", id="stop")
                 yield Button("Leave running [d]", variant="primary", id="detach")
+                yield Button("Stop run [s]", variant="error", id="stop")
                 yield Button("Cancel [esc]", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query_one("#detach", Button).focus()  # enter is the safe answer: the run goes on
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         self.dismiss(None if event.button.id == "cancel" else event.button.id)
 
     def action_choose(self, what: str) -> None:
         self.dismiss(what)
+
+
+class ChoiceDialog(ModalScreen[str | None]):
+    """A question with a few answers; returns the id chosen, None on escape. Each answer's
+    label ends in "[k]": k chooses it. The first answer has the focus (enter)."""
+
+    BINDINGS = [Binding("escape", "dismiss(None)", "Cancel")]
+
+    def __init__(self, title: str, question: str, answers: list[tuple[str, str, str]]):
+        super().__init__()
+        self.title_text, self.question, self.answers = title, question, answers
+        self.keys = {label[label.rfind("[") + 1:-1]: aid for aid, label, _ in answers if label.endswith("]")}
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Label(self.title_text, id="dialog-title")
+            yield Label(self.question)
+            with Horizontal(id="dialog-buttons"):
+                for aid, label, variant in self.answers:
+                    yield Button(label, variant=variant, id=f"choice-{aid}")
+
+    def on_mount(self) -> None:
+        self.query_one(Button).focus()
+
+    def on_key(self, event) -> None:
+        aid = self.keys.get(event.key)
+        if aid is not None and aid != "cancel":
+            event.stop()
+            self.dismiss(aid)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        aid = (event.button.id or "")[len("choice-"):]
+        self.dismiss(None if aid == "cancel" else aid)
 
 
 class HelpScreen(ModalScreen[None]):

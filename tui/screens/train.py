@@ -111,8 +111,11 @@ class TrainScreen(Screen):
         s = self._bound
         title = self.query_one("#train-title", Static)
         if s is None:
+            from tui.services.dataset_label import dataset_label
+
             title.update(Text.assemble(("Train", "bold"), "  no run yet: press ", ("s", "bold reverse"),
-                                       " to start one from the current config, or open a run on the Runs screen (r)"))
+                                       " to start one from the current config, or open a run on the Runs screen (r)",
+                                       ("  · will train on ", "dim"), (dataset_label(self.app.config.data.path), "bold")))
             self.query_one(ProgressPanel).update_values(status="waiting")
             for chart in self.query(LineChart):
                 chart.set_lines([])

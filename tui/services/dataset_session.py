@@ -73,6 +73,8 @@ class Workbench:
     sid_of: np.ndarray | None = None     # source row -> session row (-1: unreadable)
     edited: set[int] = field(default_factory=set)   # session rows changed by an op
     findings: list = field(default_factory=list)    # engine.data.checks.Finding, rows = source rows
+    saved_ops: list = field(default_factory=list)   # the session's ops as of the last save
+    bad: np.ndarray | None = None                   # source indices of unreadable rows (sorted), once scanned
 
     @property
     def path(self) -> Path:
@@ -103,7 +105,39 @@ class Workbench:
 
     def deleted(self, i: int) -> bool:
         s = self._sid(i)
+        if s < 0 and self.session is not None:
+            line = self.source.get(i).line
+            return line is not None and line in self.session.unreadable_deleted
         return s >= 0 and not self.session._alive[s]
+
+    # ------------------------------------------------------------ row identity
+    def parsed_index(self, i: int) -> int | None:
+        """0-based index among the parsed rows (what `ftwb data check` and the manifest call
+        `row`); None for an unreadable record."""
+        if self.session is not None and self.sid_of is not None and i < len(self.sid_of):
+            s = int(self.sid_of[i])
+            return s if s >= 0 else None
+        if self.bad is None:
+            return i
+        k = int(np.searchsorted(self.bad, i))
+        return None if k < len(self.bad) and int(self.bad[k]) == i else i - k
+
+    def label(self, i: int) -> str:
+        """'line 16 (row 14)': the 1-based source line first, the parsed-row index after."""
+        line = self.source.get(i).line
+        p = self.parsed_index(i)
+        row = "unreadable" if p is None else f"row {p}"
+        return f"line {line} ({row})" if line is not None else row
+
+    def unsaved(self) -> int:
+        """Operations since the last save (an undo past a save counts too)."""
+        if self.session is None:
+            return 0
+        ops, saved = self.session.ops, self.saved_ops
+        k = 0
+        while k < min(len(ops), len(saved)) and ops[k] is saved[k]:
+            k += 1
+        return (len(ops) - k) + (len(saved) - k)
 
     def is_edited(self, i: int) -> bool:
         return self._sid(i) in self.edited
@@ -131,11 +165,19 @@ class Workbench:
     def _sids(self, idxs) -> list[int]:
         return [s for s in (self._sid(int(i)) for i in idxs) if s >= 0]
 
+    def _bad_lines(self, idxs) -> list[int]:
+        return [r.line for r in (self.source.get(int(i)) for i in idxs)
+                if r.error and r.line is not None and self._sid(r.index) < 0]
+
     def delete(self, idxs) -> int:
-        return len(self.session.delete_rows(self._sids(idxs))["rows"])
+        n = len(self.session.delete_rows(self._sids(idxs))["rows"])
+        bad = self._bad_lines(idxs)
+        return n + (len(self.session.delete_unreadable(bad)["lines"]) if bad else 0)
 
     def restore(self, idxs) -> int:
-        return len(self.session.restore_rows(self._sids(idxs))["rows"])
+        n = len(self.session.restore_rows(self._sids(idxs))["rows"])
+        bad = self._bad_lines(idxs)
+        return n + (len(self.session.restore_unreadable(bad)["lines"]) if bad else 0)
 
     def edit(self, i: int, json_path: str, value) -> None:
         s = self._sid(i)
@@ -185,7 +227,9 @@ class Workbench:
     def save(self):
         from engine.data.versions import save_version
 
-        return save_version(self.session)
+        info = save_version(self.session)
+        self.saved_ops = list(self.session.ops)
+        return info
 
     def versions(self) -> list:
         from engine.data.versions import list_versions
@@ -212,6 +256,7 @@ class Workbench:
         out = []
         for start in range(0, len(self), 4096):
             out += [r for r in self.rows(start, 4096) if r.error]
+        self.bad = np.array([r.index for r in out], np.int64)
         return out
 
 

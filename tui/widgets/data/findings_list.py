@@ -46,7 +46,7 @@ class FindingsList(OptionList):
             opts.append(Option(head, id=f"check:{cid}"))
             for k in by_check[cid][:PER_CHECK]:
                 f = findings[k]
-                where = f"row {f.row}" if f.row >= 0 else "dataset"
+                where = (f"line {f.line}" if f.line is not None else f"row {f.row}") if f.row >= 0 else "dataset"
                 opts.append(Option(Text.assemble(("   ", ""), (f"{where:>10} ", "dim"), f.message[:160]),
                                    id=f"f:{k}"))
             if n > PER_CHECK:

@@ -97,8 +97,9 @@ class RowView(Vertical):
                     yield Static(Text("press o to render this row through the model's chat template", "dim"),
                                  id="row-tokens")
 
-    def show_row(self, row, fmt: str) -> None:
-        head = Text(f"row {row.index}" + (f" · line {row.line}" if row.line else "") + "\n", "dim")
+    def show_row(self, row, fmt: str, label: str | None = None) -> None:
+        # `label` is the workbench's "line N (row K)": K counts parsed rows, as the CLI does.
+        head = Text((label or (f"line {row.line}" if row.line else f"row {row.index}")) + "\n", "dim")
         if row.error:
             self.query_one("#row-turns", Static).update(head + Text(row.error, "bold red"))
             self.query_one("#row-raw", Static).update(head + Text(row.error, "red"))

@@ -156,12 +156,15 @@ class RowsTable(ScrollView, can_focus=True):
         if not r:
             return Strip.blank(width, self.rich_style)
         r = r[0]
-        num_w = max(4, len(str(len(self.wb))))
+        # The number is the file's 1-based line (what an editor and `ftwb data check` show),
+        # or the row's position for sources without lines.
+        num_w = max(4, len(str(len(self.wb))) + 1)
         t = Text(no_wrap=True, overflow="crop")
-        t.append(f"{i:>{num_w}} ", "dim")
+        t.append(f"{r.line if r.line is not None else i:>{num_w}} ", "dim")
         if r.error:
-            t.append("✗ ", "bold red")
-            t.append(f"line {r.line}: {r.error}", "red")
+            gone = self.wb.deleted(i)
+            t.append("− " if gone else "✗ ", "bold red")
+            t.append(f"line {r.line}: {r.error}", "dim strike" if gone else "red")
         else:
             deleted, edited = self.wb.deleted(i), self.wb.is_edited(i)
             t.append("− " if deleted else ("✎ " if edited else "  "), "bold yellow" if edited else "dim")
