@@ -82,6 +82,9 @@ class RunsScreen(Screen):
         self.last_result: ra.CliResult | None = None
         self._details_for: str | None = None
         self._eval_key: tuple | None = None
+        self._cols: dict = {}              # column title -> DataTable column key
+        self._live: tuple | None = None    # (run dir, state version) of the open run, as last shown
+        self._listing: frozenset = frozenset()  # run directory names, as last listed
 
     def compose(self) -> ComposeResult:
         yield Static(id="runs-title", classes="title-bar")
@@ -101,7 +104,7 @@ class RunsScreen(Screen):
 
     def on_mount(self) -> None:
         table = self.query_one("#runs-table", DataTable)
-        table.add_columns(*COLUMNS)
+        self._cols = dict(zip(COLUMNS, table.add_columns(*COLUMNS)))
         table.focus()
         self.action_refresh_runs()
         self.set_interval(5.0, self._auto_refresh)
@@ -111,8 +114,40 @@ class RunsScreen(Screen):
         self.action_refresh_runs()
 
     def _auto_refresh(self) -> None:
-        if self.app.screen is self:
+        """A new run directory (started elsewhere) re-reads the list; the runs' logs are not
+        polled: the open run's row follows the app's event reader (see _follow_live)."""
+        if self.app.screen is not self:
+            return
+        try:
+            names = frozenset(p.name for p in Path(self.app.runs_dir).iterdir() if p.is_dir())
+        except OSError:
+            names = frozenset()
+        if names != self._listing:
             self.action_refresh_runs()
+
+    def _follow_live(self) -> None:
+        """Update the open run's row from the RunState the Train screen reads."""
+        s = self.app.session
+        if s is None or self.app.screen is not self:
+            return
+        st = s.state
+        key = str(s.run_dir)
+        if self._live is not None and self._live[:2] == (key, st.version):
+            return
+        was_finished = self._live is not None and self._live[0] == key and self._live[2]
+        self._live = (key, st.version, st.finished)
+        if not any(str(r.path) == key for r in self.runs):
+            self.action_refresh_runs()  # a run this list has not seen yet
+            return
+        if st.finished and not was_finished:
+            self.action_refresh_runs()  # its final summary (adapter, duration) from its directory
+            return
+        table, c = self.table, self._cols
+        steps = f"{st.step}/{st.total_steps}" if st.total_steps else str(st.step)
+        table.update_cell(key, c["status"], Text(st.status, style=STATUS_STYLE.get(st.status, "")))
+        table.update_cell(key, c["steps"], steps)
+        if st.best is not None:
+            table.update_cell(key, c["best val"], f"{st.best[1]:.4g}")
 
     @property
     def table(self) -> DataTable:
@@ -128,9 +163,14 @@ class RunsScreen(Screen):
         self.app.call_from_thread(self._show_runs, runs)
 
     def _show_runs(self, runs: list) -> None:
+        # The cursor stays on the same run (by its directory), not on the same row number.
+        before = self._current()
         self.runs = runs
+        self._listing = frozenset(Path(r.path).name for r in runs)
         table = self.table
         cursor = table.cursor_row
+        if before is not None:
+            cursor = next((i for i, r in enumerate(runs) if r.path == before.path), cursor)
         table.clear()
         for r in runs:
             sel = "●" if str(r.path) in self.selected else " "
@@ -209,6 +249,7 @@ class RunsScreen(Screen):
         self.query_one(EvalScores).show(self.results, state)
 
     def _tick(self) -> None:
+        self._follow_live()
         r = self._current()
         if r is not None and str(r.path) in self.evaluating | {p: 0 for p in self.computing_worst}:
             self._show_eval_state()
