@@ -116,6 +116,10 @@ class TrainConfig:
     seed: int = _f(42, "Seed for initialisation and data order.", min=0)
     eval_every: int = _f(50, "Evaluate on the validation split every N steps; 0 = only at the end.", min=0)
     save_every: int = _f(100, "Checkpoint every N steps; 0 = only at the end.", min=0)
+    evals_per_epoch: int = _f(0, "Evaluate N times per epoch (replaces eval_every once the steps per epoch are "
+                                 "known); 0 = use eval_every.", min=0, max=1000)
+    saves_per_epoch: int = _f(0, "Checkpoint N times per epoch (replaces save_every once the steps per epoch "
+                                 "are known); 0 = use save_every.", min=0, max=1000)
     keep_checkpoints: int = _f(2, "Keep the last K checkpoints (the best by val loss is kept too).", min=1, max=1000)
     early_stopping_patience: int = _f(0, "Stop after N evals without a better val loss; 0 = off.", min=0)
     log_every: int = _f(1, "Emit a metric event every N optimizer steps.", min=1)

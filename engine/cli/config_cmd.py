@@ -1,8 +1,10 @@
-"""`ftwb config import FILE [-o OUT.yaml] [--force]`: Axolotl / LLaMA-Factory YAML -> ftwb config.
+"""`ftwb config import FILE [-o OUT.yaml] [--force] [--json]`: Axolotl / LLaMA-Factory YAML -> ftwb config.
 
 The report (what was mapped to what, what was ignored and why) goes to stdout when the
 config is written to a file, and to stderr when the config itself goes to stdout, so
-`ftwb config import axolotl.yml > run.yaml` works.
+`ftwb config import axolotl.yml > run.yaml` works. `--json` prints the report (and the
+config) as one JSON object on stdout instead: {"kind", "mapped": [{"source", "value",
+"field", "ftwb_value", "note"}], "ignored": [{"source", "reason"}], "notes", "config"}.
 """
 from __future__ import annotations
 
@@ -20,6 +22,8 @@ def register(subparsers) -> None:
     imp.add_argument("file", help="the Axolotl or LLaMA-Factory YAML")
     imp.add_argument("-o", "--output", help="write the ftwb config here (default: print it to stdout)")
     imp.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
+    imp.add_argument("--json", action="store_true",
+                     help="print the report and the config as JSON (source key paths like datasets.0.path)")
     imp.set_defaults(func=run_import)
     p.set_defaults(func=lambda args: _usage(p))
 
@@ -40,7 +44,9 @@ def render_report(result, source: str):
     from rich.table import Table
     from rich.text import Text
 
-    kind = {"axolotl": "Axolotl", "llamafactory": "LLaMA-Factory"}[result.source_kind]
+    from engine.config_import import KIND_NAMES
+
+    kind = KIND_NAMES.get(result.source_kind, result.source_kind)
     mapped = Table(title=f"{kind} config {source}: mapped", title_justify="left", expand=False)
     mapped.add_column("source key", no_wrap=True)
     mapped.add_column("value", overflow="ellipsis", max_width=24, no_wrap=True)
@@ -64,6 +70,8 @@ def render_report(result, source: str):
 
 
 def run_import(args: argparse.Namespace) -> int:
+    import json
+
     from rich.console import Console
 
     from engine.config import ConfigError, atomic_write_text
@@ -81,13 +89,19 @@ def run_import(args: argparse.Namespace) -> int:
     try:
         result = import_config(args.file)
     except ConfigError as e:
+        if args.json:
+            print(json.dumps({"error": str(e)}))
         print(f"ftwb config import: {e}", file=sys.stderr)
         return 2
     yaml_text = result.config.to_yaml()
-    report = Console(stderr=out is None, highlight=False, soft_wrap=False)
-    report.print(render_report(result, args.file))
+    report = Console(stderr=out is None or args.json, highlight=False, soft_wrap=False)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=1, default=str))
+    else:
+        report.print(render_report(result, args.file))
     if out is None:
-        sys.stdout.write(yaml_text)
+        if not args.json:
+            sys.stdout.write(yaml_text)
         return 0
     try:
         atomic_write_text(out, yaml_text)

@@ -40,7 +40,7 @@ def _fail(msg: str) -> int:
 def load_any_config(path: str):
     """(RunConfig, note or None): an ftwb config, a run dir's config.yaml, or an imported one."""
     from engine import config as C
-    from engine.config_import import detect_kind, import_config, read_source
+    from engine.config_import import KIND_NAMES, detect_kind, import_config, read_source
 
     p = Path(path)
     if p.is_dir():
@@ -55,7 +55,7 @@ def load_any_config(path: str):
         if detect_kind(data) is None:
             raise first from None
         result = import_config(p)
-        kind = {"axolotl": "Axolotl", "llamafactory": "LLaMA-Factory"}[result.source_kind]
+        kind = KIND_NAMES.get(result.source_kind, result.source_kind)
         return result.config, f"read as {kind} config (see `ftwb config import {path}`)"
 
 

@@ -69,6 +69,11 @@ class Trainer:
         t = cfg.train
         per_epoch = max(1, math.ceil(len(self.plan(0)) / t.grad_accum))
         self.steps_per_epoch = per_epoch
+        # N evals/saves per epoch (imported configs) become step intervals now that an epoch's steps are known.
+        for n, key in ((t.evals_per_epoch, "eval_every"), (t.saves_per_epoch, "save_every")):
+            if n:
+                setattr(t, key, max(1, per_epoch // n))
+                emit("log", message=f"train.{key}: {getattr(t, key)} steps ({n} per epoch of {per_epoch} steps)")
         self.state.total_steps = t.max_steps if t.max_steps > 0 else max(1, math.ceil(per_epoch * t.epochs))
         self.optimizer = self._make_optimizer()
         self.scheduler = make_scheduler(self.optimizer, t, self.state.total_steps)
