@@ -2,6 +2,7 @@
 the text a user typed becomes the value engine.config validates. Plain Python."""
 from __future__ import annotations
 
+from types import UnionType
 from typing import Any, Literal, Union, get_args, get_origin
 
 from engine import config as C
@@ -46,12 +47,29 @@ def put(cfg_dict: dict, path: str, value: Any) -> None:
     d[parts[-1]] = value
 
 
+def _flow(value: Any) -> str:
+    import yaml
+
+    return yaml.safe_dump(value, default_flow_style=True, sort_keys=False, width=10_000).strip()
+
+
 def to_text(value: Any) -> str:
     if value is None:
         return ""
+    if isinstance(value, dict) or (isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value)):
+        return _flow(value)  # mappings and lists of sources as YAML flow text: {a: b}, [x, {path: y}]
     if isinstance(value, list):
         return ", ".join(str(v) for v in value)
     return str(value)
+
+
+def _yaml_or_text(s: str) -> Any:
+    import yaml
+
+    try:
+        return yaml.safe_load(s)
+    except yaml.YAMLError:
+        return s  # the schema names the field and what is allowed
 
 
 def from_text(text: str, meta: dict) -> Any:
@@ -60,12 +78,21 @@ def from_text(text: str, meta: dict) -> Any:
     tp = meta["type"]
     s = text.strip()
     args = get_args(tp)
-    optional = get_origin(tp) is Union and type(None) in args
-    if s == "" and optional:
+    union = get_origin(tp) in (Union, UnionType)
+    if s == "" and union and type(None) in args:
         return None
+    non_none = [a for a in args if a is not type(None)] if union else [tp]
+    if any(get_origin(a) is dict for a in non_none):
+        if s == "" and get_origin(tp) is dict:
+            return {}
+        if s[:1] == "{":
+            return _yaml_or_text(s)
+    if s[:1] in "[{" and any(get_origin(a) in (list, dict) for a in non_none):
+        return _yaml_or_text(s)
     base = tp
-    if get_origin(tp) is Union:
-        non_none = [a for a in args if a is not type(None)]
+    if union:
+        if int in non_none and s.lstrip("-").isdigit():
+            return int(s)
         if any(get_origin(a) is list for a in non_none):
             return [p.strip() for p in s.split(",") if p.strip()] if "," in s else s
         base = non_none[0] if len(non_none) == 1 else str
