@@ -60,6 +60,9 @@ class TrainScreen(Screen):
             with Vertical(id="train-side"):
                 yield LineChart("learning rate", ascii_mode=ascii_mode, id="lr-chart")
                 yield LineChart("grad norm", ascii_mode=ascii_mode, id="gnorm-chart")
+                # Preference runs show these two in place of the two above.
+                yield LineChart("reward margin", ascii_mode=ascii_mode, id="margin-chart")
+                yield LineChart("reward accuracy", ascii_mode=ascii_mode, id="accuracy-chart")
             yield SamplesPanel(id="samples-panel")
         with Horizontal(id="train-bottom"):
             yield EventLog(id="event-log")
@@ -160,6 +163,9 @@ class TrainScreen(Screen):
         if st.best is not None:
             markers.append(Marker(st.best[0], st.best[1], f"bold {c_best}"))
             legend.append(f"  ◆ best {st.best[1]:.4g} @ step {st.best[0]}", c_best)
+        if st.preference and st.reward_margin.last():  # also seen in compact mode, where the side charts hide
+            acc = st.reward_accuracy.last()
+            legend.append(f"  margin {st.reward_margin.last()[1]:.3g}" + (f" acc {acc[1]:.0%}" if acc else ""), c_best)
         opts = []
         if self.log_y:
             opts.append("log")
@@ -173,11 +179,31 @@ class TrainScreen(Screen):
             last = series.last()
             lg = Text(f"{last[1]:.3g}" if last and math.isfinite(last[1]) else "", style="dim")
             self.query_one(cid, LineChart).set_lines([ChartLine(series.name, x, y, style)], legend=lg)
+        self.set_class(st.preference, "-preference")
+        if st.preference:
+            self._draw_preference(st, n, c_train, c_val)
         self.query_one(GpuPane).set_engine_memory(st.memory)
         key = (id(st.base_samples), id(st.samples))
         if key != self._samples_key:
             self._samples_key = key
             self.query_one(SamplesPanel).show(st.base_samples, st.samples, st.samples_step)
+
+    def _draw_preference(self, st, n, c_train, c_val) -> None:
+        """Reward margin and accuracy, train and validation, beside the loss."""
+        for cid, train, val, fmt in (("#margin-chart", st.reward_margin, st.val_reward_margin, "{:.3g}"),
+                                     ("#accuracy-chart", st.reward_accuracy, st.val_reward_accuracy, "{:.0%}")):
+            x, y = window(train.x, train.y, n)
+            lines = [ChartLine("train", x, y, c_train)]
+            lg = Text()
+            last = train.last()
+            if last and math.isfinite(last[1]):
+                lg.append("train " + fmt.format(last[1]), c_train)
+            if len(val.x):
+                vx, vy = window(val.x, val.y, n)
+                lines.append(ChartLine("val", vx, vy, c_val))
+                lv = val.last()
+                lg.append("  val " + fmt.format(lv[1]), c_val)
+            self.query_one(cid, LineChart).set_lines(lines, legend=lg)
 
     # ------------------------------------------------------------ chart toggles
     def action_toggle_log(self) -> None:

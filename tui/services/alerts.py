@@ -103,6 +103,54 @@ class OverfitDetector:
         return None
 
 
+class PreferenceDetector:
+    """Preference runs: a reward margin that collapses (its recent mean falls below a
+    quarter of its best recent mean, after that was clearly positive), or a reward accuracy
+    stuck at 0.5 with a margin near 0 (the policy does not separate chosen from rejected).
+    Each is reported once until the run recovers."""
+
+    def __init__(self, window: int = 10, stuck_steps: int = 25):
+        self.window, self.stuck_steps = window, stuck_steps
+        self.margins: list[float] = []
+        self.accuracies: list[float] = []
+        self.peak: float | None = None
+        self.collapse_reported = False
+        self.stuck_reported = False
+
+    def feed(self, step: int, margin: float | None, accuracy: float | None) -> Alert | None:
+        if margin is None or accuracy is None or not (math.isfinite(margin) and math.isfinite(accuracy)):
+            return None
+        self.margins.append(margin)
+        self.accuracies.append(accuracy)
+        alert = None
+        if len(self.margins) >= self.window:
+            mean = sum(self.margins[-self.window:]) / self.window
+            self.peak = mean if self.peak is None else max(self.peak, mean)
+            if self.peak > 0.5 and mean < 0.25 * self.peak:
+                if not self.collapse_reported:
+                    self.collapse_reported = True
+                    alert = Alert("margin_collapse", "warning", "Reward margin collapsed",
+                                  f"step {step}: the reward margin fell to {mean:.3g} (recent mean) from "
+                                  f"{self.peak:.3g}; lower train.learning_rate or raise preference.beta, "
+                                  "and check the best checkpoint")
+            elif mean >= 0.5 * self.peak:
+                self.collapse_reported = False
+        n = self.stuck_steps
+        if len(self.accuracies) >= n:
+            acc = sum(self.accuracies[-n:]) / n
+            margin = sum(abs(m) for m in self.margins[-n:]) / n
+            if 0.4 <= acc <= 0.6 and margin < 0.05:
+                if not self.stuck_reported and alert is None:
+                    self.stuck_reported = True
+                    alert = Alert("accuracy_stuck", "warning", "Preference accuracy stuck at 0.5",
+                                  f"step {step}: reward accuracy {acc:.2f} and margin {margin:.3g} over the last "
+                                  f"{n} steps: chosen and rejected are not being separated; raise "
+                                  "train.learning_rate, check that the pairs differ (ftwb data check)")
+            elif acc > 0.65:
+                self.stuck_reported = False
+        return alert
+
+
 def tail_lines(path: Path, n: int = 8) -> list[str]:
     """Last n non-empty lines of a text file (engine.log), read from the end."""
     try:

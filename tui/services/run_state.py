@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from tui.services.alerts import Alert, OverfitDetector, SpikeDetector, as_float, crash_alert
+from tui.services.alerts import Alert, OverfitDetector, PreferenceDetector, SpikeDetector, as_float, crash_alert
 from tui.services.series import Series
 
 LOG_KEEP = 5000
@@ -37,6 +37,12 @@ class RunState:
         self.lr = Series("lr")
         self.grad_norm = Series("grad_norm")
         self.tokens_per_s = Series("tokens/s")
+        # Preference runs (metric events with reward keys): train and validation series.
+        self.reward_margin = Series("margin")
+        self.reward_accuracy = Series("accuracy")
+        self.val_reward_margin = Series("val margin")
+        self.val_reward_accuracy = Series("val accuracy")
+        self.preference = False
         self.status = "waiting"  # waiting | running | completed | stopped | failed | crashed
         self.phase = ""
         self.step = 0
@@ -61,6 +67,7 @@ class RunState:
         self.last_ts: float | None = None
         self._spikes = SpikeDetector()
         self._overfit = OverfitDetector()
+        self._preference = PreferenceDetector()
         self._log: list[LogEntry] = []
         self._new_log: list[LogEntry] = []
         self._new_alerts: list[Alert] = []
@@ -139,6 +146,15 @@ class RunState:
                     series.append(step, v)
             if e.get("epoch") is not None:
                 self.epoch = as_float(e.get("epoch"))
+            margin, acc = as_float(e.get("reward_margin")), as_float(e.get("reward_accuracy"))
+            if margin is not None:
+                self.preference = True
+                self.reward_margin.append(step, margin)
+                if acc is not None:
+                    self.reward_accuracy.append(step, acc)
+                a = self._preference.feed(step, margin, acc)
+                if a:
+                    self._alert(a, el)
         elif t == "progress":
             self.step = int(as_float(e.get("step")) or self.step)
             self.total_steps = int(as_float(e.get("total_steps")) or self.total_steps)
@@ -159,6 +175,11 @@ class RunState:
                 a = self._overfit.feed_eval(step, val)
                 if a:
                     self._alert(a, el)
+            for key, series in (("reward_margin", self.val_reward_margin),
+                                ("reward_accuracy", self.val_reward_accuracy)):
+                v = as_float(e.get(key))
+                if v is not None:
+                    series.append(step, v)
         elif t == "phase":
             self.phase = str(e.get("phase", ""))
             self._log_entry(el, "phase", "information", f"phase: {self.phase.replace('_', ' ')}")

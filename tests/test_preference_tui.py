@@ -1,0 +1,99 @@
+"""Preference runs on the screen: the Train screen charts reward margin and accuracy beside
+the loss (from a real event log), and alerts fire for a collapsing margin or an accuracy
+stuck at 0.5, and not for a healthy run."""
+from __future__ import annotations
+
+import math
+
+from engine import config as C
+from engine.events import EventWriter
+from pilot_helpers import wait_for
+from tui.services.alerts import PreferenceDetector
+from tui.services.run_state import RunState
+
+
+def _metric(step, margin, acc, loss=0.6):
+    return {"type": "metric", "step": step, "loss": loss, "lr": 1e-3, "grad_norm": 1.0, "tokens_per_s": 100.0,
+            "rewards_chosen": margin / 2, "rewards_rejected": -margin / 2, "reward_margin": margin,
+            "reward_accuracy": acc}
+
+
+def _kinds(detector, series):
+    out = []
+    for step, (m, a) in enumerate(series, 1):
+        alert = detector.feed(step, m, a)
+        if alert:
+            out.append((step, alert.kind))
+    return out
+
+
+def test_healthy_preference_run_raises_no_alert():
+    series = [(0.05 * s, min(0.5 + 0.01 * s, 1.0)) for s in range(100)]
+    assert _kinds(PreferenceDetector(), series) == []
+
+
+def test_margin_collapse_alerts_once():
+    rising = [(0.1 * s, 0.9) for s in range(30)]          # margin up to ~3
+    collapse = [(0.1, 0.55)] * 30
+    found = _kinds(PreferenceDetector(), rising + collapse)
+    assert [k for _, k in found] == ["margin_collapse"]
+    assert 30 < found[0][0] < 45
+
+
+def test_accuracy_stuck_at_half_alerts_once():
+    flat = [(0.001 * ((-1) ** s), 0.5) for s in range(60)]
+    found = _kinds(PreferenceDetector(), flat)
+    assert [k for _, k in found] == ["accuracy_stuck"]
+    assert found[0][0] == 25
+
+
+def test_run_state_keeps_train_and_validation_reward_series():
+    st = RunState()
+    for s in range(1, 11):
+        st.apply(_metric(s, 0.1 * s, 0.5 + 0.04 * s))
+    st.apply({"type": "eval", "step": 10, "val_loss": 0.5, "perplexity": 2.0, "reward_margin": 0.7,
+              "reward_accuracy": 0.8})
+    assert st.preference
+    assert len(st.reward_margin) == 10 and st.reward_accuracy.last() == (10, 0.9)
+    assert st.val_reward_margin.last() == (10, 0.7) and st.val_reward_accuracy.last() == (10, 0.8)
+    plain = RunState()
+    plain.apply({"type": "metric", "step": 1, "loss": 1.0})
+    assert not plain.preference and len(plain.reward_margin) == 0
+
+
+async def test_train_screen_charts_margin_and_accuracy_for_a_preference_run(tmp_path):
+    from tui.app import FtwbApp
+    from tui.services.open_target import resolve
+
+    run = tmp_path / "pref"
+    run.mkdir()
+    cfg = C.RunConfig()
+    cfg.train.objective = "dpo"
+    C.save(cfg, run / "config.yaml")
+    w = EventWriter(run / "events.jsonl")
+    w.emit("hello", pid=1, devices=[], resumed_from_step=0)
+    for s in range(1, 41):
+        e = _metric(s, 0.05 * s, min(0.5 + 0.0125 * s, 1.0), loss=0.69 - 0.01 * s)
+        e.pop("type")
+        w.emit("metric", **e)
+        w.emit("progress", step=s, total_steps=40, epoch=s / 40, tokens_seen=s * 100, eta_s=1.0)
+        if s % 10 == 0:
+            w.emit("eval", step=s, val_loss=0.69 - 0.01 * s, perplexity=2.0, reward_margin=0.04 * s,
+                   reward_accuracy=0.5 + 0.01 * s)
+    w.emit("done", status="completed", summary={"steps": 40})
+    w.close()
+    app = FtwbApp(resolve(None, attach=str(run)), theme="ftwb-dark", runs_dir=str(tmp_path), sample_devices=False)
+    async with app.run_test(size=(160, 45)) as pilot:
+        await wait_for(pilot, lambda: app.session.state.finished)
+        app.screen.redraw(force=True)
+        await pilot.pause(0.1)
+        screen = app.screen
+        assert screen.has_class("-preference")
+        margin, acc = screen.query_one("#margin-chart"), screen.query_one("#accuracy-chart")
+        assert margin.display and acc.display
+        assert not screen.query_one("#lr-chart").display
+        assert "train 2" in margin.legend.plain and "val 1.6" in margin.legend.plain
+        assert "train 100%" in acc.legend.plain and "val 90%" in acc.legend.plain
+        assert "margin 2 acc 100%" in screen.query_one("#loss-chart").legend.plain
+        assert not any(n.title.startswith(("Reward margin", "Preference accuracy")) for n in app._notifications)
+    assert math.isclose(app.session.state.reward_margin.last()[1], 2.0)
