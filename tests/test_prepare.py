@@ -70,8 +70,8 @@ def test_truncation_emits_a_warning(tmp_path):
     prep = prepare(config(p, max_seq_len=48, val_split=0.0), make_tokenizer("llama3"),
                    emit=lambda t, **f: events.append((t, f)))
     assert prep.fmt == "alpaca" and prep.stats["truncated"] == 5
-    warnings = [f for t, f in events if t == "warning"]
-    assert warnings and warnings[0]["kind"] == "truncation" and "5 examples truncated" in warnings[0]["message"]
+    warnings = [f for t, f in events if t == "warning" and f["kind"] == "truncation"]
+    assert warnings and "5 examples truncated" in warnings[0]["message"]
 
 
 def test_no_usable_rows_names_the_file_and_the_lines(tmp_path):

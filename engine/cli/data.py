@@ -19,10 +19,15 @@ def register(sub) -> None:
     p.set_defaults(func=lambda a: _usage(p))
 
     c = dsub.add_parser("check", help="check a dataset: structure, encoding, duplicates, PII, secrets, length")
-    c.add_argument("file", help="dataset file (.jsonl, .json, .csv, .parquet) or saved dataset directory")
+    c.add_argument("file", nargs="?", help="dataset file (.jsonl, .json, .csv, .parquet, .txt/.md), saved dataset "
+                                           "directory, or dataset_info.json#NAME")
+    c.add_argument("--config", help="check the dataset(s) of this run config, with its formats, mappings and splits")
     c.add_argument("--json", action="store_true", help="machine-readable output")
-    c.add_argument("--format", choices=("chat", "sharegpt", "alpaca", "completion", "preference"),
+    c.add_argument("--format", choices=("chat", "sharegpt", "alpaca", "completion", "preference", "kto", "text"),
                    help="row format (default: detected)")
+    c.add_argument("--split", help="rows to check, in HF split syntax: train[:20%%], train[100:200]")
+    c.add_argument("--text-documents", choices=("file", "blank_line"), default="file",
+                   help=".txt/.md: one document per file (default) or per blank-line block")
     c.add_argument("--model", help="local model/tokenizer directory: enables the overlong check")
     c.add_argument("--max-seq-len", type=int, default=None, help="token limit for the overlong check (default 2048)")
     c.add_argument("--threshold", type=float, default=0.8, help="near-duplicate Jaccard threshold (default 0.8)")
@@ -63,28 +68,41 @@ def _emit(text: str) -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
-def _load(cmd: str, path: str, fmt: str | None):
-    """(LoadResult, fmt, reason) or an int exit code after printing why."""
-    from engine.data.detect import detect_format
+def _load(cmd: str, path: str, fmt: str | None, split: str | None = None, text_documents: str = "file"):
+    """(source, fmt, reason) or an int exit code after printing why. The source's rows are
+    under ftwb's names; fmt is None (with the reason) when no format fits them."""
+    from types import SimpleNamespace
+
     from engine.data.errors import DataError
-    from engine.data.load import load_rows
+    from engine.data.sources import specs
 
     try:
-        res = load_rows(path)
+        spec = specs(SimpleNamespace(path=str(path), format=fmt or "auto", columns={}, roles={}, split=split,
+                                     text_documents=text_documents))[0]
+    except DataError as e:
+        return _fail(cmd, str(e))
+    return _load_spec(cmd, spec)
+
+
+def _load_spec(cmd: str, spec):
+    from engine.data.errors import DataError
+    from engine.data.sources import identify, load
+
+    try:
+        src = load(spec)
     except DataError as e:
         return _fail(cmd, str(e))
     except (OSError, MemoryError, ValueError) as e:
-        return _fail(cmd, f"{path}: cannot read ({e}); check the file")
-    if fmt:
-        return res, fmt, "given with --format"
-    if not res.rows:
-        why = f"; first problem: {res.problems[0].message}" if res.problems else ""
-        return res, None, f"no readable rows{why}"
+        return _fail(cmd, f"{spec.path}: cannot read ({e}); check the file")
+    if not src.rows and src.load.kind not in ("text", "text_dir"):
+        why = f"; first problem: {src.problems[0].message}" if src.problems else ""
+        return src, None, f"no readable rows{why}"
     try:
-        f, reason = detect_format(res.rows)
+        identify(src)
     except DataError as e:
-        return res, None, str(e)
-    return res, f, reason
+        return src, None, str(e)
+    return src, src.fmt, ("given with --format" if spec.format != "auto" and src.reason == "set by data.format"
+                          else src.reason)
 
 
 def _tokenizer(model: str):
@@ -97,8 +115,26 @@ def _tokenizer(model: str):
     return AutoTokenizer.from_pretrained(model, local_files_only=True)
 
 
+def _check_specs(args: argparse.Namespace):
+    """The sources to check (from FILE or --config), or an exit code after printing why."""
+    from engine.data.errors import DataError
+    from engine.data.sources import specs
+
+    if bool(args.file) == bool(args.config):
+        return _fail("check", "give a dataset FILE or --config CONFIG (one of the two)")
+    if args.file:
+        return None
+    from engine import config as C
+
+    try:
+        cfg = C.load(args.config)
+        return specs(cfg.data)
+    except (C.ConfigError, DataError) as e:
+        return _fail("check", str(e))
+
+
 def run_check(args: argparse.Namespace) -> int:
-    from engine.data.checks import CHECKS, make, problems_to_findings, run_checks
+    from engine.data.checks import CHECKS, counts, make, problems_to_findings, run_checks
 
     if not 0 < args.threshold <= 1:
         return _fail("check", f"--threshold {args.threshold}: must be in (0, 1]; e.g. 0.8")
@@ -106,10 +142,16 @@ def run_check(args: argparse.Namespace) -> int:
         return _fail("check", f"--shingle {args.shingle}: must be at least 1; e.g. 5")
     if args.max_seq_len is not None and args.max_seq_len < 1:
         return _fail("check", f"--max-seq-len {args.max_seq_len}: must be a positive number of tokens")
-    loaded = _load("check", args.file, args.format)
-    if isinstance(loaded, int):
-        return loaded
-    res, fmt, reason = loaded
+    spec_list = _check_specs(args)
+    if isinstance(spec_list, int):
+        return spec_list
+    loads = []
+    for spec in spec_list or [None]:
+        one = (_load("check", args.file, args.format, args.split, args.text_documents) if spec is None
+               else _load_spec("check", spec))
+        if isinstance(one, int):
+            return one
+        loads.append(one)
     tok = None
     if args.model:
         try:
@@ -118,28 +160,34 @@ def run_check(args: argparse.Namespace) -> int:
             return _fail("check", f"--model {args.model}: cannot load a tokenizer ({str(e).splitlines()[0][:200]})")
     val_rows = None
     if args.val:
-        v = _load("check", args.val, fmt)
+        v = _load("check", args.val, loads[0][1])
         if isinstance(v, int):
             return v
         val_rows = v[0].rows
-    findings = problems_to_findings(res.problems)
-    if fmt is None:
-        findings.append(make("too_few_rows", -1, None, f"no usable rows: {reason}"))
-    else:
-        findings += run_checks(res.rows, res.lines, fmt, tokenizer=tok,
-                               max_seq_len=(args.max_seq_len or 2048) if tok is not None else None,
-                               val_rows=val_rows, near_dup=not args.no_near, shingle=args.shingle,
-                               threshold=args.threshold, shingle_unit="word" if args.words else "char")
-    from engine.data.checks import counts
-
-    cnt = counts(findings)
-    n_err = sum(1 for f in findings if f.severity == "error")
+    reports = []
+    for res, fmt, reason in loads:
+        findings = problems_to_findings(res.problems)
+        if fmt is None:
+            check = "multimodal" if "multimodal" in reason else "too_few_rows"
+            findings.append(make(check, -1, None, f"no usable rows: {reason}"))
+        else:
+            findings += run_checks(res.rows, res.lines, fmt, tokenizer=tok,
+                                   max_seq_len=(args.max_seq_len or 2048) if tok is not None else None,
+                                   val_rows=val_rows, near_dup=not args.no_near, shingle=args.shingle,
+                                   threshold=args.threshold, shingle_unit="word" if args.words else "char")
+        reports.append((res, fmt, reason, findings, counts(findings)))
+    n_err = sum(1 for *_, findings, _c in reports for f in findings if f.severity == "error")
     if args.json:
-        _emit(json.dumps({"file": str(args.file), "format": fmt, "reason": reason, "rows": len(res.rows),
-                          "notes": list(getattr(res, "notes", [])),
-                          "findings": [f.to_dict() for f in findings], "counts": cnt}, ensure_ascii=False))
+        docs = [{"file": str(args.file) if args.file else res.spec.label, "format": fmt, "reason": reason,
+                 "rows": len(res.rows), "notes": list(res.notes),
+                 "findings": [f.to_dict() for f in findings], "counts": cnt}
+                for res, fmt, reason, findings, cnt in reports]
+        _emit(json.dumps(docs[0] if args.file else {"config": str(args.config), "sources": docs},
+                         ensure_ascii=False))
         return 1 if n_err else 0
-    _print_report(args.file, fmt, reason, res, findings, cnt, CHECKS, skipped_overlong=tok is None)
+    for res, fmt, reason, findings, cnt in reports:
+        _print_report(args.file or res.spec.label, fmt, reason, res, findings, cnt, CHECKS,
+                      skipped_overlong=tok is None)
     return 1 if n_err else 0
 
 

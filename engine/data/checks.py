@@ -39,7 +39,7 @@ class CheckInfo:
     formats: tuple[str, ...] = ()  # empty: every format
 
 
-_CONV = ("chat", "sharegpt", "preference")
+_CONV = ("chat", "sharegpt", "preference", "kto")
 _E, _W = "error", "warning"
 CHECKS: dict[str, CheckInfo] = {c.id: c for c in (
     CheckInfo("invalid_json", _E, "a record could not be read (bad JSON, bad bytes, ragged CSV row)"),
@@ -68,12 +68,22 @@ CHECKS: dict[str, CheckInfo] = {c.id: c for c in (
     CheckInfo("secret_private_key", _E, "a private key block"),
     CheckInfo("secret_token", _E, "an API token (GitHub, Slack, OpenAI, Stripe, Google, Hugging Face, GitLab)"),
     CheckInfo("overlong", _W, "longer than max_seq_len tokens once rendered"),
-    CheckInfo("empty_text", _E, "the text field is missing or empty", ("completion",)),
+    CheckInfo("empty_text", _E, "the text field is missing or empty", ("completion", "text")),
     CheckInfo("empty_instruction", _E, "the instruction is missing or empty", ("alpaca",)),
     CheckInfo("empty_output", _E, "the output is missing or empty", ("alpaca",)),
     CheckInfo("chosen_equals_rejected", _E, "chosen and rejected answers are the same", ("preference",)),
+    CheckInfo("rejected_is_other_chosen", _W, "a rejected answer is another row's chosen answer", ("preference",)),
+    CheckInfo("length_imbalance", _W, "one side of a pair is much longer, or chosen is almost always the longer "
+                                      "(or shorter) side", ("preference",)),
     CheckInfo("too_few_rows", _E, "fewer than 10 usable rows: too few to fine-tune on"),
+    CheckInfo("multimodal", _E, "the row carries images, audio or video; ftwb trains text models only"),
+    CheckInfo("invalid_unicode", _E, "text holds a lone surrogate (invalid Unicode) that no tokenizer can encode"),
+    CheckInfo("unusable", _E, "training cannot use the row as its format (the normaliser's reason)"),
 )}
+# Structure checks whose errors mean "training cannot use this row": the normaliser decides those.
+_STRUCTURE = {"missing_messages", "missing_role", "missing_content", "unknown_role", "non_string_content",
+              "no_assistant", "empty_assistant", "empty_text", "empty_instruction", "empty_output",
+              "chosen_equals_rejected", "multimodal", "invalid_unicode", "unusable"}
 
 MIN_ROWS = 10
 _LABEL = {"pii_email": "e-mail address", "pii_phone": "phone number", "pii_credit_card": "card number",
@@ -101,13 +111,27 @@ def run_checks(rows: list[dict], lines: list[int | None] | None, fmt: str, *, to
         info = CHECKS[cid]
         return (only is None or cid in only) and (not info.formats or fmt in info.formats)
 
+    from engine.data.errors import RowError
+    from engine.data.normalize import normalize_row
+
     lines = list(lines) if lines is not None else [None] * len(rows)
     lines += [None] * (len(rows) - len(lines))
     out: list[Finding] = []
     pii_kinds = {k for k in pii.KINDS if want(k)}
+    usable = 0
     for i, row in enumerate(rows):
         line = lines[i]
         found = checks_chat.check_row(row, fmt, i, line) + checks_text.check_row(row, fmt, i, line)
+        # The normaliser training uses decides whether the row is usable; a row it refuses
+        # always carries an error saying why, and one it accepts carries no structure error.
+        try:
+            normalize_row(row, fmt)
+            usable += 1
+            found = [f for f in found if not (f.check in _STRUCTURE and f.severity == "error")]
+        except RowError as e:
+            if not any(f.check in _STRUCTURE and f.severity == "error" for f in found):
+                cid = getattr(e, "check", "unusable")
+                found.append(make(cid if cid in CHECKS else "unusable", i, line, str(e)))
         if pii_kinds:
             for path, text in checks_text.strings(row):
                 for m in pii.find_pii(text, pii_kinds):
@@ -142,16 +166,26 @@ def run_checks(rows: list[dict], lines: list[int | None] | None, fmt: str, *, to
                                           shingle=shingle, unit=shingle_unit):
             kind = "the same as" if sim >= 1.0 else f"nearly the same as ({sim:.2f})"
             out.append(make("train_val_leak", a, lines[a], f"{kind} validation row {b}"))
+    if want("rejected_is_other_chosen") or want("length_imbalance"):
+        from engine.data import checks_preference
+
+        out.extend(f for f in checks_preference.check_rows(rows, lines, fmt) if want(f.check))
     if tokenizer is not None and max_seq_len and want("overlong"):
         out.extend(checks_text.overlong(rows, lines, fmt, tokenizer, max_seq_len))
     if want("too_few_rows"):
-        bad = {f.row for f in out if f.severity == "error"}
-        usable = sum(1 for i in range(len(rows)) if i not in bad)
-        if usable < MIN_ROWS:
-            out.append(make("too_few_rows", -1, None, f"only {usable} usable rows (of {len(rows)}); "
-                            f"fine-tuning needs at least {MIN_ROWS}, and a few hundred to learn much"))
+        few = too_few_rows_message(usable, len(rows))
+        if few:
+            out.append(make("too_few_rows", -1, None, few))
     out.sort(key=lambda f: (f.row, f.check))
     return out
+
+
+def too_few_rows_message(usable: int, total: int) -> str | None:
+    """The one wording of this finding: `data check` reports it, training warns with it."""
+    if usable >= MIN_ROWS:
+        return None
+    return (f"only {usable} usable rows (of {total}); fine-tuning needs at least {MIN_ROWS}, "
+            "and a few hundred to learn much")
 
 
 def _mask(s: str) -> str:

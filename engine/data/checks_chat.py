@@ -5,27 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from engine.data.checks import Finding, make
+from engine.data.normalize import ROLE_ALIASES
 
-_SHAREGPT_ROLES = {
-    "human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "model": "assistant",
-    "bot": "assistant", "system": "system", "function_call": "assistant", "observation": "tool",
-    "tool": "tool", "function": "tool",
-}
-_CHAT_ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant",
-               "tool": "tool", "function": "tool", "ipython": "tool"}
+_CALL_ROLES = ("function_call", "tool_call")  # sharegpt spellings of an assistant turn that calls a tool
 _TEXT_FIELDS = ("system", "prompt", "question", "instruction", "input", "output", "response", "text",
                 "chosen", "rejected")
 
 
 def _turn_keys(fmt: str, row: dict) -> tuple[str | None, str, str]:
-    """(list field, role key, content key) for the row's conversation."""
-    if fmt == "chat" or (fmt == "preference" and "messages" in row):
-        return "messages", "role", "content"
-    if "conversations" in row:
-        conv = row.get("conversations")
-        first = conv[0] if isinstance(conv, list) and conv and isinstance(conv[0], dict) else {}
-        return ("conversations", "role", "content") if "role" in first else ("conversations", "from", "value")
-    return None, "role", "content"
+    """(list field, role key, content key) for the row's conversation (the normaliser's reading:
+    messages or conversations, with role/content or from/value turns)."""
+    key = "messages" if "messages" in row else "conversations" if "conversations" in row else None
+    if key is None:
+        return (None, "role", "content") if fmt in ("preference", "kto") else ("messages", "role", "content")
+    conv = row.get(key)
+    first = next((t for t in conv[:4] if isinstance(t, dict)), {}) if isinstance(conv, list) else {}
+    return (key, "from", "value") if "from" in first and "role" not in first else (key, "role", "content")
 
 
 def content_text(content: Any) -> str | None:
@@ -33,25 +28,25 @@ def content_text(content: Any) -> str | None:
     if isinstance(content, str):
         return content
     if isinstance(content, list) and all(isinstance(p, (dict, str)) for p in content):
-        return "".join(p if isinstance(p, str) else str(p.get("text", "")) for p in content)
+        return "".join(p if isinstance(p, str) else str(p.get("text", p.get("value", ""))) for p in content)
     return None
 
 
-def _norm_role(role: Any, fmt_key: str) -> str | None:
+def _norm_role(role: Any, fmt_key: str = "role") -> str | None:
+    """The normaliser's role table, whatever the turn's key: data check and training agree."""
     if not isinstance(role, str):
         return None
-    table = _CHAT_ROLES if fmt_key == "role" else _SHAREGPT_ROLES
-    return table.get(role.strip().lower())
+    return ROLE_ALIASES.get(role.strip().lower())
 
 
 def _is_call(turn: dict, role_key: str) -> bool:
-    if role_key == "from":
-        return turn.get("from") == "function_call"
-    return bool(turn.get("tool_calls") or turn.get("function_call"))
+    role = turn.get(role_key)
+    return (isinstance(role, str) and role.strip().lower() in _CALL_ROLES) or bool(
+        turn.get("tool_calls") or turn.get("function_call"))
 
 
 def check_row(row: Any, fmt: str, i: int, line: int | None) -> list[Finding]:
-    if fmt not in ("chat", "sharegpt", "preference"):
+    if fmt not in ("chat", "sharegpt", "preference", "kto"):
         return []
     if not isinstance(row, dict):
         return [make("missing_messages", i, line, "row is not a JSON object")]
@@ -59,11 +54,8 @@ def check_row(row: Any, fmt: str, i: int, line: int | None) -> list[Finding]:
     if fmt == "preference":
         out += _check_preference_answers(row, i, line)
     list_key, rk, ck = _turn_keys(fmt, row)
-    if list_key is None:
-        if fmt == "preference":  # prompt/chosen/rejected strings: no conversation to check
-            return out
-        return [make("missing_messages", i, line, "no 'messages' list; each row needs a list of "
-                     "{role, content} turns")]
+    if list_key is None:  # prompt/chosen/rejected strings: no conversation to check
+        return out
     turns = row.get(list_key)
     if not isinstance(turns, list) or not turns:
         what = "empty" if isinstance(turns, list) else ("missing" if turns is None else f"a {type(turns).__name__}")
@@ -162,6 +154,17 @@ def to_messages(row: Any, fmt: str) -> list[dict] | None:
     rows too broken to read). Preference rows give the prompt plus the chosen answer."""
     if not isinstance(row, dict):
         return None
+    if fmt in ("completion", "text"):
+        return None
+    try:  # what training reads, where the row is usable
+        from engine.data.errors import RowError
+        from engine.data.normalize import normalize_row
+
+        msgs = normalize_row(row, fmt).get("messages")
+        if msgs is not None:
+            return [{"role": m["role"], "content": m["content"]} for m in msgs]
+    except RowError:
+        pass
     if fmt == "alpaca":
         prompt = "\n\n".join(str(row.get(k) or "") for k in ("instruction", "input") if row.get(k))
         msgs = [{"role": "user", "content": prompt}, {"role": "assistant", "content": str(row.get("output") or "")}]

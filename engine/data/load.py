@@ -1,7 +1,9 @@
 """Read a dataset source into a list of row dicts, keeping every problem a user can fix.
 
-Sources: JSONL, JSON (array, or an object holding one list), CSV, Parquet, a directory
-written by datasets' save_to_disk, a hub id ("owner/name"), or "demo". A bad row becomes
+Sources: JSONL, JSON (array, or an object holding one list), CSV, Parquet, plain text
+(.txt/.md: one document per file or per blank-line block), a directory written by
+datasets' save_to_disk or holding .txt/.md files, a hub id ("owner/name"), or "demo".
+A split in HF syntax (`train[:20%]`, `train[100:200]`, `train+test`) selects rows. A bad row becomes
 a RowProblem (with its line number where the source has lines) and the rest still loads;
 a source that cannot be used at all raises DataError. Files are only ever read.
 
@@ -21,9 +23,13 @@ from pathlib import Path
 
 from engine.data.errors import DataError, RowProblem
 
-KINDS = ("jsonl", "json", "csv", "parquet", "hf_saved", "hub")
+KINDS = ("jsonl", "json", "csv", "parquet", "text", "hf_saved", "hub")
 _EXT_KIND = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".csv": "csv", ".tsv": "csv",
-             ".parquet": "parquet", ".pq": "parquet"}
+             ".parquet": "parquet", ".pq": "parquet", ".txt": "text", ".md": "text", ".markdown": "text"}
+TEXT_SUFFIXES = (".txt", ".md", ".markdown")
+TEXT_DOCUMENTS = ("file", "blank_line")
+# Deeper rows are refused: no real dataset nests this far, and recursive readers would overflow.
+MAX_DEPTH = 100
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 # Keys that usually hold the rows when a JSON file is an object rather than an array.
 _ROW_LIST_KEYS = ("data", "rows", "train", "examples", "records", "items", "instances")
@@ -52,29 +58,39 @@ def resolve_path(path: str | Path) -> str | Path:
     return Path(path).expanduser()
 
 
-def load_rows(path: str | Path, limit: int | None = None) -> LoadResult:
+def load_rows(path: str | Path, limit: int | None = None, *, split: str | None = None,
+              text_documents: str = "file") -> LoadResult:
+    """Rows of one source. `split`: HF split syntax; a file is one split named 'train'.
+    `text_documents`: how .txt/.md files become rows, 'file' (one each) or 'blank_line'."""
+    parts = parse_split(split) if split else None
+    if parts is not None:
+        limit = None  # the selection needs the row count first
     p = resolve_path(path)
     if not p.exists():
         if _HUB_ID.match(str(path)) and not Path(str(path)).suffix.lower() in _EXT_KIND:
-            return _load_hub(str(path), limit)
+            return _load_hub(str(path), limit, split)
         raise DataError(f"{p}: file not found; check the path (or give a hub id like owner/name)")
     p = p.resolve()
     if p.is_dir():
-        return _load_saved_dir(p, limit)
+        if _has_text_files(p) and not _is_saved_dataset(p):
+            return _select(_load_text_dir(p, text_documents), parts, p)
+        return _load_saved_dir(p, limit, parts)
     try:
         raw = p.read_bytes()
     except OSError as e:
         raise DataError(f"{p}: cannot read the file ({e.strerror}); check its permissions") from None
     kind = _EXT_KIND.get(p.suffix.lower()) or _sniff_kind(p, raw)
     if kind == "parquet":
-        return _load_parquet(p, raw, limit)
+        return _select(_load_parquet(p, raw, limit), parts, p)
     raw = _check_bytes(p, raw)
     if kind == "jsonl":
-        return _load_jsonl(p, raw, limit)
+        return _select(_load_jsonl(p, raw, limit), parts, p)
     text = _decode_text(p, raw)
     if kind == "json":
-        return _load_json(p, text, limit)
-    return _load_csv(p, text, limit, delimiter="\t" if p.suffix.lower() == ".tsv" else ",")
+        return _select(_load_json(p, text, limit), parts, p)
+    if kind == "text":
+        return _select(_load_text(p, text, text_documents), parts, p)
+    return _select(_load_csv(p, text, limit, delimiter="\t" if p.suffix.lower() == ".tsv" else ","), parts, p)
 
 
 def content_hash(path: str | Path) -> str:
@@ -149,6 +165,14 @@ def _guess_encoding(raw: bytes) -> str:
 # ---------------------------------------------------------------- JSONL
 
 def _load_jsonl(p: Path, raw: bytes, limit: int | None) -> LoadResult:
+    if raw.lstrip(b" \t\r\n")[:1] == b"[":
+        # One JSON array saved under a .jsonl name: read it as the array it is, and say so,
+        # rather than report every line of it as a bad record.
+        res = _load_json(p, _decode_text(p, raw), limit)
+        res.kind = "json"
+        res.notes.insert(0, "the .jsonl file holds one JSON array, not one object per line; read it as a "
+                            "JSON array (rename it .json, or write one object per line)")
+        return res
     res = LoadResult([], [], [], str(p), "jsonl")
     record = 0
     decoder = json.JSONDecoder()
@@ -170,11 +194,16 @@ def _load_jsonl(p: Path, raw: bytes, limit: int | None) -> LoadResult:
             obj, end = decoder.raw_decode(s)
             if s[end:].strip():
                 raise json.JSONDecodeError("Extra data after the object", s, end)
+            deep = _too_deep(s, obj)
         except json.JSONDecodeError as e:
             res.problems.append(RowProblem(record, lineno, f"line {lineno}: not valid JSON ({e.msg}, col {e.colno})"))
             record += 1
             continue
-        if not isinstance(obj, dict):
+        except RecursionError:
+            deep = _DEEP
+        if deep:
+            res.problems.append(RowProblem(record, lineno, f"line {lineno}: {deep}"))
+        elif not isinstance(obj, dict):
             res.problems.append(RowProblem(record, lineno, f"line {lineno}: expected a JSON object, "
                                                            f"got {_json_type(obj)}"))
         else:
@@ -182,6 +211,27 @@ def _load_jsonl(p: Path, raw: bytes, limit: int | None) -> LoadResult:
             res.lines.append(lineno)
         record += 1
     return res
+
+
+_DEEP = (f"nested more than {MAX_DEPTH} levels deep; no dataset row needs this, so it was skipped "
+         "(flatten the record)")
+
+
+def _too_deep(s: str, obj) -> str | None:
+    """The depth problem of a decoded record, or None. Only records with many brackets are
+    walked (iteratively), so ordinary rows cost one count of the line."""
+    if s.count("[") + s.count("{") <= MAX_DEPTH:
+        return None
+    stack = [(obj, 1)]
+    while stack:
+        v, d = stack.pop()
+        if d > MAX_DEPTH:
+            return _DEEP
+        if isinstance(v, dict):
+            stack.extend((x, d + 1) for x in v.values() if isinstance(x, (dict, list)))
+        elif isinstance(v, list):
+            stack.extend((x, d + 1) for x in v if isinstance(x, (dict, list)))
+    return None
 
 
 def _json_type(obj) -> str:
@@ -208,6 +258,8 @@ def _load_json(p: Path, text: str, limit: int | None) -> LoadResult:
         except json.JSONDecodeError as e:
             raise DataError(f"{p}: not valid JSON at line {e.lineno}, col {e.colno} ({e.msg}); "
                             "fix the file or save it as JSONL") from None
+        except RecursionError:
+            raise DataError(f"{p}: {_DEEP.replace('it was skipped', 'the file cannot be used')}") from None
         key, rows = _rows_from_object(p, obj)
         if key is not None:
             res.notes.append(f"rows read from the '{key}' field")
@@ -232,10 +284,19 @@ def _load_json(p: Path, text: str, limit: int | None) -> LoadResult:
             return res
         try:
             obj, end = decoder.raw_decode(text, pos)
+            deep = _too_deep(text[pos:end], obj) if end - pos > MAX_DEPTH else None
         except json.JSONDecodeError as e:
             _salvage_problem(res, record, e)
             return res
-        if isinstance(obj, dict):
+        except RecursionError:
+            ln = line_of(pos)
+            res.problems.append(RowProblem(record, ln, f"line {ln}: {_DEEP}; the {len(res.rows)} rows before it "
+                                                       "were loaded and the rest of the file was skipped"))
+            return res
+        if deep:
+            ln = line_of(pos)
+            res.problems.append(RowProblem(record, ln, f"line {ln}: {deep}"))
+        elif isinstance(obj, dict):
             res.rows.append(obj)
             res.lines.append(line_of(pos))
         else:
@@ -314,6 +375,134 @@ def _load_csv(p: Path, text: str, limit: int | None, delimiter: str) -> LoadResu
     return res
 
 
+# ---------------------------------------------------------------- plain text corpora
+
+def _blocks(text: str) -> list[tuple[str, int]]:
+    """(block, 1-based first line) for each blank-line-separated block of text."""
+    out, cur, start = [], [], 0
+    for n, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            if not cur:
+                start = n
+            cur.append(line)
+        elif cur:
+            out.append(("\n".join(cur), start))
+            cur = []
+    if cur:
+        out.append(("\n".join(cur), start))
+    return out
+
+
+def _text_rows(res: LoadResult, text: str, documents: str) -> None:
+    if documents not in TEXT_DOCUMENTS:
+        raise DataError(f"data.text_documents: {documents!r} is not allowed; use 'file' or 'blank_line'")
+    if documents == "file":
+        if text.strip():
+            res.rows.append({"text": text})
+            res.lines.append(1 if res.kind == "text" else None)
+        return
+    for block, line in _blocks(text):
+        res.rows.append({"text": block})
+        res.lines.append(line if res.kind == "text" else None)
+
+
+def _load_text(p: Path, text: str, documents: str) -> LoadResult:
+    res = LoadResult([], [], [], str(p), "text")
+    _text_rows(res, text, documents)
+    res.notes.append("plain text: one document per file" if documents == "file"
+                     else f"plain text: {len(res.rows)} documents, one per blank-line block")
+    return res
+
+
+def _has_text_files(p: Path) -> bool:
+    return any(f.suffix.lower() in TEXT_SUFFIXES for f in p.rglob("*") if f.is_file())
+
+
+def _load_text_dir(p: Path, documents: str) -> LoadResult:
+    res = LoadResult([], [], [], str(p), "text_dir")
+    files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in TEXT_SUFFIXES)
+    for n, f in enumerate(files):
+        try:
+            raw = f.read_bytes().removeprefix(b"\xef\xbb\xbf")
+            text = raw.decode("utf-8")
+        except OSError as e:
+            res.problems.append(RowProblem(n, None, f"{f.relative_to(p)}: cannot read ({e.strerror})"))
+            continue
+        except UnicodeDecodeError as e:
+            res.problems.append(RowProblem(n, None, f"{f.relative_to(p)}: not valid UTF-8 at byte {e.start} "
+                                                    f"({_guess_encoding(raw)}); {_FIX_UTF8}"))
+            continue
+        _text_rows(res, text, documents)
+    res.notes.append(f"plain text: {len(res.rows)} documents from {len(files)} .txt/.md files"
+                     + (", one per blank-line block" if documents == "blank_line" else ""))
+    return res
+
+
+# ---------------------------------------------------------------- splits (HF syntax)
+
+_SPLIT_PART = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*(?:\[\s*(-?\d+%?)?\s*:\s*(-?\d+%?)?\s*\])?\s*$")
+
+
+def parse_split(spec: str) -> list[tuple[str, str | None, str | None]]:
+    """'train[:20%]+test' -> [("train", None, "20%"), ("test", None, None)]; DataError if malformed."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise DataError(f"split {spec!r}: give a split name such as train, train[:20%] or train[100:200]")
+    out = []
+    for part in spec.split("+"):
+        m = _SPLIT_PART.match(part)
+        if not m:
+            raise DataError(f"split {spec!r}: {part.strip()!r} is not a split; use NAME or NAME[start:end] "
+                            "with row numbers or percentages, e.g. train[:20%], train[100:200], train[-10%:]")
+        out.append((m.group(1), m.group(2), m.group(3)))
+    return out
+
+
+def _bound(tok: str | None, n: int, default: int) -> int:
+    if tok is None:
+        return default
+    if tok.endswith("%"):
+        v = int(tok[:-1])
+        if not -100 <= v <= 100:
+            raise DataError(f"split bound {tok}: a percentage is between -100% and 100%")
+        v = int(round(v * n / 100.0))  # datasets' "closest" rounding
+    else:
+        v = int(tok)
+    if v < 0:
+        v += n
+    return max(0, min(n, v))
+
+
+def split_range(start: str | None, end: str | None, n: int) -> range:
+    """Row indices a [start:end] selection takes from n rows, as datasets computes them."""
+    return range(_bound(start, n, 0), _bound(end, n, n))
+
+
+def split_name(parts) -> str:
+    return "+".join(n + (f"[{a or ''}:{b or ''}]" if a or b else "") for n, a, b in parts)
+
+
+def _select(res: LoadResult, parts, p: Path) -> LoadResult:
+    """A file is one split named 'train'; apply the slices to its rows."""
+    if parts is None:
+        return res
+    bad = sorted({name for name, _, _ in parts if name != "train"})
+    if bad:
+        raise DataError(f"{p}: split '{bad[0]}' does not exist; a data file is one split named 'train' "
+                        "(use train[...] to take part of it)")
+    rows, lines, keep = [], [], set()
+    for _, a, b in parts:
+        for i in split_range(a, b, len(res.rows)):
+            rows.append(res.rows[i])
+            lines.append(res.lines[i] if i < len(res.lines) else None)
+            if lines[-1] is not None:
+                keep.add(lines[-1])
+    lo, hi = (min(keep), max(keep)) if keep else (None, None)
+    res.problems = [pr for pr in res.problems if pr.line is not None and lo is not None and lo <= pr.line <= hi]
+    res.notes.append(f"split {split_name(parts)}: {len(rows)} of {len(res.rows)} rows")
+    res.rows, res.lines = rows, lines
+    return res
+
+
 # ---------------------------------------------------------------- Parquet, saved datasets, hub
 
 def _load_parquet(p: Path, raw: bytes, limit: int | None) -> LoadResult:
@@ -334,10 +523,17 @@ def _load_parquet(p: Path, raw: bytes, limit: int | None) -> LoadResult:
     return LoadResult(rows, [None] * len(rows), [], str(p), "parquet")
 
 
-def _load_saved_dir(p: Path, limit: int | None) -> LoadResult:
-    markers = ("dataset_info.json", "state.json", "dataset_dict.json")
-    if not any((p / m).exists() for m in markers):
-        raise DataError(f"{p}: directory is not a dataset saved with save_to_disk (no {' / '.join(markers)}); "
+_SAVED_MARKERS = ("dataset_info.json", "state.json", "dataset_dict.json")
+
+
+def _is_saved_dataset(p: Path) -> bool:
+    return any((p / m).exists() for m in _SAVED_MARKERS)
+
+
+def _load_saved_dir(p: Path, limit: int | None, parts=None) -> LoadResult:
+    if not _is_saved_dataset(p):
+        raise DataError(f"{p}: directory is not a dataset saved with save_to_disk (no "
+                        f"{' / '.join(_SAVED_MARKERS)}) and holds no .txt/.md files; "
                         "point data.path at a data file instead")
     import datasets
 
@@ -346,6 +542,18 @@ def _load_saved_dir(p: Path, limit: int | None) -> LoadResult:
     except Exception as e:
         raise DataError(f"{p}: cannot open the saved dataset ({e}); re-save it with save_to_disk") from None
     notes = []
+    if parts is not None:
+        have = list(ds) if isinstance(ds, datasets.DatasetDict) else ["train"]
+        missing = sorted({name for name, _, _ in parts if name not in have})
+        if missing:
+            raise DataError(f"{p}: split '{missing[0]}' does not exist; this dataset has {', '.join(have)}")
+        rows: list[dict] = []
+        for name, a, b in parts:
+            one = ds[name] if isinstance(ds, datasets.DatasetDict) else ds
+            r = split_range(a, b, len(one))
+            rows += one.select(r).to_list() if len(r) else []
+        notes.append(f"split {split_name(parts)} of {', '.join(have)}: {len(rows)} rows")
+        return LoadResult(rows, [None] * len(rows), [], str(p), "hf_saved", notes)
     if isinstance(ds, datasets.DatasetDict):
         split = "train" if "train" in ds else next(iter(ds), None)
         if split is None:
@@ -372,7 +580,7 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def _load_hub(name: str, limit: int | None) -> LoadResult:
+def _load_hub(name: str, limit: int | None, split: str | None = None) -> LoadResult:
     import os
 
     offline = any(os.environ.get(k, "").lower() in ("1", "true", "yes")
@@ -383,7 +591,7 @@ def _load_hub(name: str, limit: int | None) -> LoadResult:
     try:
         import datasets
 
-        split = "train" if limit is None else f"train[:{limit}]"
+        split = split or ("train" if limit is None else f"train[:{limit}]")
         ds = datasets.load_dataset(name, split=split)
     except Exception as e:
         reason = str(e).splitlines()[0][:200] if str(e) else type(e).__name__

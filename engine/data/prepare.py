@@ -1,15 +1,12 @@
-"""From config to tokenised splits: load -> detect -> normalise -> split -> tokenise (cached)."""
+"""From config to tokenised splits: sources (load -> map -> detect -> normalise -> mix) -> split -> tokenise (cached)."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from engine.data import preference
-from engine.data.detect import detect_format
+from engine.data.checks import too_few_rows_message
 from engine.data.errors import DataError, RowProblem
-from engine.data.load import content_hash, load_rows
-from engine.data.normalize import normalize_rows
+from engine.data.sources import load_examples
 from engine.data.split import split_indices
 from engine.data.template import ensure_chat_template
 from engine.data.tokenize import tokenize_all
@@ -32,18 +29,6 @@ class Prepared:
     val_examples: list[dict] = field(default_factory=list)  # normalised val split, for generation scores
 
 
-def _manifest(source: str) -> dict:
-    """A dataset version written by the cleaning tool has `<path>.manifest.json` beside it."""
-    p = Path(source + ".manifest.json")
-    if not p.is_file():
-        return {}
-    try:
-        m = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return {k: m.get(k) for k in ("version", "operations")} if isinstance(m, dict) else {}
-
-
 def _first(problems: list[RowProblem], n: int = 5) -> list[dict]:
     return [p.to_dict() for p in problems[:n]]
 
@@ -51,32 +36,29 @@ def _first(problems: list[RowProblem], n: int = 5) -> list[dict]:
 def prepare(cfg, tokenizer, emit=None) -> Prepared:
     emit = emit or (lambda type_, **fields: None)
     d = cfg.data
-    loaded = load_rows(d.path)
-    source = loaded.source
-    if d.format == "auto":
-        try:
-            fmt, reason = detect_format(loaded.rows)
-        except DataError as e:
-            hint = f"; first problem: {loaded.problems[0].message}" if loaded.problems else ""
-            raise DataError(f"{source}: {e}{hint}") from None
-    else:
-        fmt, reason = d.format, "set by data.format"
-    preference.check_objective(cfg, fmt, emit, source)  # before any row is tokenised
-    examples, rows, norm_problems = normalize_rows(loaded, fmt)
-    problems = loaded.problems + norm_problems
+    # One reader and one normaliser, shared with `ftwb data check` and pre-flight.
+    mixed = load_examples(d, seed=d.split_seed)
+    source = ", ".join(s.load.source for s in mixed.sources)
+    fmt, reason = mixed.fmt, mixed.reason
+    for s in mixed.sources:  # before any row is tokenised
+        preference.check_objective(cfg, "completion" if s.fmt == "text" else s.fmt, emit, s.spec.label)
+    examples, rows, problems = mixed.examples, mixed.rows, mixed.problems
     if not examples:
         listed = "; ".join(p.message for p in problems[:3]) or "no rows"
         raise DataError(f"{source}: no usable rows as {fmt} ({listed}); fix these rows or set data.format")
+    few = too_few_rows_message(len(examples), mixed.loaded)
+    if few:  # the same words `ftwb data check` uses for this
+        emit("warning", kind="too_few_rows", message=few)
 
     ensure_chat_template(tokenizer, getattr(cfg.model, "chat_template", None))
     parts = split_indices(len(examples), d.val_split, d.test_split, d.split_seed)
-    digest = content_hash(source if loaded.kind != "hub" else d.path)
+    digest = mixed.content_hash()
     out: dict[str, list[dict]] = {}
     stats: dict = {k: 0 for k in SUM_KEYS}
     stats["splits"] = {}
     dropped_rows = []
     for name in ("train", "val", "test"):
-        idx = parts[name]
+        idx = mixed.weighted(parts["train"], d.split_seed) if name == "train" else parts[name]
         tokenize_fn = preference.tokenize_pairs if preference.is_pairwise(cfg) else tokenize_all
         items, st = tokenize_fn(tokenizer, [examples[i] for i in idx], d.train_on, d.max_seq_len, d.overlong,
                                 rows=[rows[i] for i in idx], cache_extra=f"{digest}:{fmt}:{name}")
@@ -88,16 +70,15 @@ def prepare(cfg, tokenizer, emit=None) -> Prepared:
         stats["cache"] = st.get("cache")
     # Rows dropped while tokenising are problems too, with their line where the source has lines.
     for dr in dropped_rows:
-        line = loaded.lines[dr["row"]] if dr["row"] < len(loaded.lines) else None
-        where = f"line {line}" if line is not None else f"row {dr['row']}"
-        problems.append(RowProblem(dr["row"], line, f"{where}: dropped: {dr['reason']}"))
+        line = mixed.lines[dr["row"]] if dr["row"] < len(mixed.lines) else None
+        problems.append(RowProblem(dr["row"], line, f"{mixed.where(dr['row'])}: dropped: {dr['reason']}"))
     if not out["train"]:
         listed = "; ".join(p.message for p in problems[:3]) or "every row was dropped"
         raise DataError(f"{source}: no training examples left after tokenising ({listed}); "
                         "raise data.max_seq_len or set data.overlong: truncate")
 
     dropped = stats["dropped_overlong"] + stats["dropped_no_trainable"] + stats["dropped_template"]
-    emit("data", rows=len(loaded.rows), usable=len(examples), format=fmt, format_reason=reason,
+    emit("data", rows=mixed.loaded, usable=len(examples), format=fmt, format_reason=reason,
          train=len(out["train"]), val=len(out["val"]), test=len(out["test"]), truncated=stats["truncated"],
          dropped=dropped, tokens=stats["tokens"], trainable_tokens=stats["trainable_tokens"],
          problems=len(problems), first_problems=_first(problems), cache=stats.get("cache"))
@@ -115,12 +96,14 @@ def prepare(cfg, tokenizer, emit=None) -> Prepared:
             bits.append(f"{stats['dropped_template']} dropped because the chat template refused them")
         emit("warning", kind="truncation", message="; ".join(bits) + "; consider raising data.max_seq_len")
 
-    version = _manifest(source)
+    version = mixed.sources[0].version() if len(mixed.sources) == 1 else {}
     data_info = {
-        "source": source, "content_hash": digest, "kind": loaded.kind, "format": fmt, "format_reason": reason,
-        "rows_total": len(loaded.rows) + len(loaded.problems), "rows_usable": len(examples),
+        "source": source, "content_hash": digest, "kind": "+".join(sorted({s.load.kind for s in mixed.sources})),
+        "format": fmt, "format_reason": reason,
+        "rows_total": mixed.records, "rows_usable": len(examples),
         "splits": {k: len(v) for k, v in out.items()}, "split_seed": d.split_seed, "problems": len(problems),
         "version": version.get("version"),
+        "sources": mixed.info(),  # each source's path, version, hash, format, mapping, split, weight
     }
     if version.get("operations") is not None:
         data_info["operations"] = version["operations"]

@@ -45,11 +45,10 @@ def held_out(prepared) -> tuple[str, list[dict], str | None]:
 
 def examples_for(cfg: C.RunConfig, fmt: str, items: list[dict]) -> list[dict]:
     """The normalised example of each tokenised item (same order), with its "row"."""
-    from engine.data.load import load_rows
-    from engine.data.normalize import normalize_rows
+    from engine.data.sources import load_examples
 
-    examples, rows, _ = normalize_rows(load_rows(cfg.data.path), fmt)
-    by_row = dict(zip(rows, examples))
+    mixed = load_examples(cfg.data, seed=cfg.data.split_seed)  # the reader and normaliser training used
+    by_row = dict(zip(mixed.rows, mixed.examples))
     return [{**by_row[it["row"]], "row": it["row"]} for it in items if it["row"] in by_row]
 
 

@@ -59,10 +59,10 @@ def source_lines(cfg: C.RunConfig) -> list[int | None] | None:
 
 
 def _load(cfg: C.RunConfig):
-    from engine.data.load import load_rows
+    from engine.data.sources import load_examples
 
     try:
-        return load_rows(cfg.data.path)
+        return load_examples(cfg.data, seed=cfg.data.split_seed)  # .lines: by the rows training numbered
     except Exception:  # noqa: BLE001 - a moved dataset only loses the line numbers
         return None
 

@@ -124,7 +124,7 @@ def run(run_dir: Path, resume: bool = False) -> int:
         cfg = C.load(run_dir / rundir.CONFIG)
         import torch
 
-        from engine.data.load import content_hash
+        from engine.data.sources import dataset_hash
         from engine.train.model import load_model, pick_device
 
         torch.manual_seed(cfg.train.seed)
@@ -132,7 +132,7 @@ def run(run_dir: Path, resume: bool = False) -> int:
         if device == "cpu":
             _set_cpu_threads(torch)
         try:
-            data_hash = content_hash(cfg.data.path)
+            data_hash = dataset_hash(cfg.data)  # what data.json records: one file's hash, or all sources'
         except Exception:
             data_hash = None
         ckpts = rundir.checkpoints(run_dir) if resume else []
