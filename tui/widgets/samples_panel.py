@@ -2,7 +2,6 @@
 answer from the start of the run and the latest answer of the model in training."""
 from __future__ import annotations
 
-from rich.console import Group
 from rich.text import Text
 from textual.containers import VerticalScroll
 from textual.widgets import Static
@@ -15,7 +14,7 @@ def _line(label: str, text: str, style: str = "") -> Text:
     return t
 
 
-def samples_renderable(base: list[dict], now: list[dict], step: int | None) -> Group | Text:
+def samples_renderable(base: list[dict], now: list[dict], step: int | None) -> Text:
     if not base and not now:
         return Text("No sample answers yet: they appear at the first eval "
                     "(eval.sample_prompts prompts, greedy).", style="dim")
@@ -25,6 +24,8 @@ def samples_renderable(base: list[dict], now: list[dict], step: int | None) -> G
         expected = str(s.get("expected", ""))
         head = Text(f"#{i + 1} ", "bold")
         head.append(" ".join(str(s.get("prompt", "")).split()), "italic")
+        if out:
+            out.append(Text(""))
         out.append(head)
         out.append(_line("expected", expected, "green"))
         if i < len(base):
@@ -33,8 +34,7 @@ def samples_renderable(base: list[dict], now: list[dict], step: int | None) -> G
             answer = str(now[i].get("answer", ""))
             match = answer.strip() == expected.strip()
             out.append(_line(f"step {step}", answer, "bold cyan" if match else "bold"))
-        out.append(Text(""))
-    return Group(*out)
+    return Text("\n").join(out)
 
 
 class SamplesPanel(VerticalScroll):
@@ -43,8 +43,11 @@ class SamplesPanel(VerticalScroll):
     SamplesPanel > Static { height: auto; }
     """
 
+    text = Text("")
+
     def compose(self):
         yield Static(samples_renderable([], [], None), id="samples-body")
 
     def show(self, base: list[dict], now: list[dict], step: int | None) -> None:
-        self.query_one("#samples-body", Static).update(samples_renderable(base, now, step))
+        self.text = samples_renderable(base, now, step)
+        self.query_one("#samples-body", Static).update(self.text)
