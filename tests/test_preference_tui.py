@@ -97,3 +97,24 @@ async def test_train_screen_charts_margin_and_accuracy_for_a_preference_run(tmp_
         assert "margin 2 acc 100%" in screen.query_one("#loss-chart").legend.plain
         assert not any(n.title.startswith(("Reward margin", "Preference accuracy")) for n in app._notifications)
     assert math.isclose(app.session.state.reward_margin.last()[1], 2.0)
+
+
+def test_token_view_of_a_preference_row_shows_both_sides_with_their_masks():
+    import json
+
+    from engine.data.template import ensure_chat_template
+    from engine.demo import demo_preference_path, ensure_demo_model
+    from transformers import AutoTokenizer
+    from tui.services.dataset_session import token_view
+    from tui.widgets.data.row_view import tokens_text
+
+    tok = AutoTokenizer.from_pretrained(ensure_demo_model())
+    ensure_chat_template(tok)
+    row = json.loads(demo_preference_path().read_text().splitlines()[0])
+    tv = token_view(tok, row, "preference", 256)
+    assert tv.rejected is not None and tv.trainable > 0 and tv.rejected.trainable > 0
+    chosen = "".join(p for p, t in zip(tv.pieces, tv.trained) if t)
+    rejected = "".join(p for p, t in zip(tv.rejected.pieces, tv.rejected.trained) if t)
+    assert chosen.startswith(row["chosen"][0]["content"]) and rejected.startswith(row["rejected"][0]["content"])
+    plain = tokens_text(tv).plain
+    assert plain.index("▌chosen") < plain.index("▌rejected")

@@ -401,19 +401,33 @@ class TokenView:
     trainable: int
     max_seq_len: int
     note: str = ""
+    rejected: "TokenView | None" = None  # preference rows: the rejected side, masked the same way
 
 
 def token_view(tokenizer, row: dict, fmt: str, max_seq_len: int, train_on: str = "assistant") -> TokenView:
     """The row through the model's chat template: every token, whether it is trained."""
     from engine.data.errors import RowError
     from engine.data.normalize import normalize_row
-    from engine.data.template import IGNORE, tokenize_example
+    from engine.data.template import tokenize_example
 
     try:
         example = normalize_row(row, fmt)
-        ids, labels = tokenize_example(tokenizer, example, train_on)
+        rejected = None
+        if "rejected" in example:  # a preference pair: both sides, as DPO/ORPO train them
+            from engine.data.preference import sides
+
+            example, other = sides(example)
+            rejected = _view(tokenizer, *tokenize_example(tokenizer, other, train_on), max_seq_len)
+        view = _view(tokenizer, *tokenize_example(tokenizer, example, train_on), max_seq_len)
     except RowError as e:
         raise WorkbenchError(f"this row cannot be tokenised: {e}") from None
+    view.rejected = rejected
+    return view
+
+
+def _view(tokenizer, ids: list[int], labels: list[int], max_seq_len: int) -> TokenView:
+    from engine.data.template import IGNORE
+
     pieces = [tokenizer.decode([t]) for t in ids]
     trained = [lab != IGNORE for lab in labels]
     note = "" if any(trained) else "no token of this row is trained (empty loss mask)"

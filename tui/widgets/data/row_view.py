@@ -44,6 +44,13 @@ def turns_text(data, fmt: str) -> Text:
 
 
 def tokens_text(tv) -> Text:
+    if getattr(tv, "rejected", None) is not None:  # a preference pair: both sides, one after the other
+        return (Text("▌chosen  ", "bold green") + _tokens_text(tv) + Text("\n\n▌rejected  ", "bold red")
+                + _tokens_text(tv.rejected))
+    return _tokens_text(tv)
+
+
+def _tokens_text(tv) -> Text:
     t = Text()
     t.append(f"{tv.total} tokens, {tv.trainable} trained", "bold")
     t.append(f"  (max_seq_len {tv.max_seq_len}", "dim")
