@@ -22,20 +22,29 @@ class Launched:
     run_dir: Path
     proc: subprocess.Popen
     event_fd: int | None  # read end of the event pipe; None when detached
+    log_offset: int = 0   # size of events.jsonl before this engine started: older events are history
 
 
 def resolve_paths(cfg: C.RunConfig, base: Path | None = None) -> C.RunConfig:
     """Make local paths absolute so the run does not depend on the launcher's cwd."""
     cfg = cfg.copy()
     base = base or Path.cwd()
+    def absolute(value):
+        if isinstance(value, dict):  # one of several data sources
+            return {**value, "path": absolute(value.get("path"))}
+        if not isinstance(value, str) or not value or value == "demo":
+            return value
+        p = Path(value).expanduser()
+        cand = p if p.is_absolute() else base / p
+        return str(cand.resolve()) if cand.exists() else value
+
     for section, key in (("model", "name_or_path"), ("data", "path")):
         obj = getattr(cfg, section)
         value = getattr(obj, key)
-        if value and value != "demo":
-            p = Path(value).expanduser()
-            cand = p if p.is_absolute() else base / p
-            if cand.exists():
-                setattr(obj, key, str(cand.resolve()))
+        setattr(obj, key, [absolute(v) for v in value] if isinstance(value, list) else absolute(value))
+    from engine.evaluate.sets import resolve_paths as resolve_set_paths
+
+    cfg.eval.sets = resolve_set_paths(cfg.eval.sets, base)
     return cfg
 
 
@@ -76,6 +85,10 @@ def spawn(run_dir: Path, resume: bool = False, pipe: bool = True, extra_env: dic
         pass_fds = (w,)
     else:
         env.pop(EVENT_FD_ENV, None)
+    try:
+        log_offset = (run_dir / rundir.EVENTS).stat().st_size
+    except FileNotFoundError:
+        log_offset = 0
     log = open(run_dir / rundir.LOG, "ab")
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -84,7 +97,36 @@ def spawn(run_dir: Path, resume: bool = False, pipe: bool = True, extra_env: dic
         log.close()
         if w is not None:
             os.close(w)
-    return Launched(run_dir=run_dir, proc=proc, event_fd=r)
+    return Launched(run_dir=run_dir, proc=proc, event_fd=r, log_offset=log_offset)
+
+
+ENGINE_REFUSED = 3  # the engine's exit code when another engine holds the run's lock
+
+
+def wait_started(launched: Launched, timeout: float = 60.0) -> str | None:
+    """Wait until this engine holds the run's lock (None) or has exited (why, as text):
+    a detached start must not report success for an engine that refused to run."""
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        code = launched.proc.poll()
+        if code is not None:
+            return exit_reason(launched.run_dir, code)
+        if rundir.read_pid(launched.run_dir) == launched.proc.pid:
+            return None
+        time.sleep(0.05)
+    return None  # still starting (a slow import): it is running, not refused
+
+
+def exit_reason(run_dir: Path, code: int) -> str:
+    """The engine's own last words from engine.log, for an engine that exited early."""
+    try:
+        lines = [ln for ln in (run_dir / rundir.LOG).read_text(errors="replace").splitlines() if ln.strip()]
+    except FileNotFoundError:
+        lines = []
+    last = lines[-1].removeprefix("ftwb engine: ") if lines else ""
+    return last or f"the engine exited with code {code} before starting"
 
 
 def start(cfg: C.RunConfig, runs_dir: str | None = None, name: str | None = None, pipe: bool = True) -> Launched:

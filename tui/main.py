@@ -13,7 +13,7 @@ import sys
 from engine import __version__
 
 # Headless subcommands: engine/cli/<module>.py, each with register(subparsers).
-SUBCOMMANDS = ("train", "runs", "data", "estimate", "config_cmd", "eval_cmd", "export_cmd")
+SUBCOMMANDS = ("train", "runs", "data", "estimate", "config_cmd", "eval_cmd", "export_cmd", "serve_cmd")
 
 
 def _tui_parser() -> argparse.ArgumentParser:
@@ -22,7 +22,7 @@ def _tui_parser() -> argparse.ArgumentParser:
         description="ftwb, the fine-tuning workbench for the terminal. With no PATH it opens on the "
                     "bundled demo; PATH may be a dataset, a config YAML or a run directory.",
         epilog="Headless commands: ftwb train | runs | attach | data check | estimate | config import "
-               "| eval | export (ftwb COMMAND --help for each).",
+               "| eval | export | serve (ftwb COMMAND --help for each).",
     )
     p.add_argument("path", nargs="?", help="dataset file, config YAML or run directory")
     p.add_argument("--version", action="version", version=f"ftwb {__version__}")
@@ -95,7 +95,7 @@ def _run_attach(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     first = next((a for a in argv if not a.startswith("-")), None)
-    commands = {"attach", "train", "runs", "data", "estimate", "config", "eval", "export"}
+    commands = {"attach", "train", "runs", "data", "estimate", "config", "eval", "export", "serve"}
     if first in commands and argv and argv[0] == first:
         args = _full_parser().parse_args(argv)
         try:

@@ -44,19 +44,18 @@ def _err(msg: str) -> int:
     return EXIT_USAGE
 
 
-def _preflight(cfg) -> str | None:
-    """Problems a user can fix before any process starts: missing paths."""
-    m = cfg.model.name_or_path
-    if m != "demo":
-        p = Path(m).expanduser()
-        if (m.startswith((".", "/", "~")) or m.count("/") > 1) and not p.exists():
-            return f"model.name_or_path: {m} does not exist; pass a local model directory or a hub id"
-        if p.exists() and not (p / "config.json").exists():
-            return f"model.name_or_path: {m} has no config.json; point it at a saved model directory"
-    d = cfg.data.path
-    if d != "demo" and not Path(d).expanduser().exists() and not _looks_like_hub_id(d):
-        return f"data.path: {d} does not exist; check the path (or use a hub dataset id)"
-    return None
+def _preflight(cfg, runs_dir: str | None = None) -> str | None:
+    """Everything engine.preflight finds before a run directory exists or a model loads
+    (model, data, chat template, runs directory, eval sets, trackers), one per line."""
+    from engine import preflight
+
+    notes: list[str] = []
+    problems = preflight.check(cfg, runs_dir=runs_dir, notes=notes)
+    for note in notes:
+        print(f"ftwb train: {note}", file=sys.stderr)
+    if not problems:
+        return None
+    return preflight.summary(problems).replace("\n", "\nftwb train: ")
 
 
 def _findings_gate(cfg) -> str | None:
@@ -77,12 +76,6 @@ def _findings_gate(cfg) -> str | None:
             "redact, P), or train anyway with --allow-findings or data.allow_findings: true")
 
 
-def _looks_like_hub_id(s: str) -> bool:
-    import re
-
-    return bool(re.fullmatch(r"[\w.-]+/[\w.-]+", s)) and not s.endswith((".jsonl", ".json", ".csv", ".parquet"))
-
-
 def run(args: argparse.Namespace) -> int:
     from engine import config as C
     from engine import launch, rundir
@@ -101,7 +94,12 @@ def run(args: argparse.Namespace) -> int:
                 cfg = demo_config(args.demo)
             else:
                 cfg = C.load(args.config)
-            problem = _preflight(launch.resolve_paths(cfg))
+            problem = _preflight(launch.resolve_paths(cfg), args.runs_dir)
+            if problem:
+                return _err(problem)
+            from engine.data.preference import dataset_problem
+
+            problem = dataset_problem(launch.resolve_paths(cfg))  # e.g. SFT on preference pairs
             if problem:
                 return _err(problem)
             if args.allow_findings:

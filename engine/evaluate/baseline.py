@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
 
 from engine import config as C
 
-STORE = ".baselines"
+STORE_ENV = "FTWB_BASELINES_DIR"
 KEY_VERSION = "baseline-1"
 
 
@@ -55,20 +56,27 @@ def baseline_key(cfg: C.RunConfig, data_hash: str | None, set_hashes: dict[str, 
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-def store_dir(runs_root: str | Path) -> Path:
-    return Path(runs_root) / STORE
+def store_dir() -> Path:
+    if os.environ.get(STORE_ENV):
+        return Path(os.environ[STORE_ENV]).expanduser()
+    base = os.environ.get("FTWB_CACHE_DIR")
+    return (Path(base) if base else Path.home() / ".cache" / "ftwb") / "baselines"
 
 
-def read(runs_root: str | Path, key: str) -> dict | None:
+def path_of(key: str) -> Path:
+    return store_dir() / f"{key}.json"
+
+
+def read(key: str) -> dict | None:
     try:
-        v = json.loads((store_dir(runs_root) / f"{key}.json").read_text(encoding="utf-8"))
+        v = json.loads(path_of(key).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return v if isinstance(v, dict) and v.get("key") == key else None
 
 
-def write(runs_root: str | Path, key: str, record: dict) -> Path:
-    path = store_dir(runs_root) / f"{key}.json"
+def write(key: str, record: dict) -> Path:
+    path = path_of(key)
     C.atomic_write_text(path, json.dumps({**record, "key": key, "created": round(time.time(), 3)},
                                          indent=1, ensure_ascii=False))
     return path

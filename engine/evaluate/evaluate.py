@@ -81,7 +81,7 @@ def effective_config(cfg: C.RunConfig, max_samples: int | None, max_new_tokens: 
     return cfg
 
 
-def score_sets(cfg: C.RunConfig, model, tokenizer, datas: list[SetData], *, runs_root: Path, data_hash,
+def score_sets(cfg: C.RunConfig, model, tokenizer, datas: list[SetData], *, data_hash,
                tuned: bool, plain: bool = False, train_examples: list[dict] | None = None,
                emit: Callable[..., Any] = None) -> tuple[dict[str, dict], dict[str, list[dict]], dict]:
     """({set: {side: metrics}}, {set: merged samples}, baseline info); the base side comes
@@ -92,7 +92,7 @@ def score_sets(cfg: C.RunConfig, model, tokenizer, datas: list[SetData], *, runs
     emit = emit or _noop
     prompted = wants_prompted(cfg)
     key = B.baseline_key(cfg, data_hash, {d.set.name: d.content_hash for d in datas})
-    stored = B.read(runs_root, key)
+    stored = B.read(key)
     reuse = B.covers(stored, [d.set.name for d in datas], prompted)
     metrics: dict[str, dict] = {}
     samples: dict[str, list[dict]] = {}
@@ -119,9 +119,9 @@ def score_sets(cfg: C.RunConfig, model, tokenizer, datas: list[SetData], *, runs
         samples[name] = merge_samples(recs)
     if reuse:
         info = {"key": key, "reused": True, "created": stored.get("created"),
-                "path": str(B.store_dir(runs_root) / f"{key}.json")}
+                "path": str(B.path_of(key))}
     else:
-        path = B.write(runs_root, key, record)
+        path = B.write(key, record)
         info = {"key": key, "reused": False, "created": round(time.time(), 3), "path": str(path)}
     return metrics, samples, info
 
@@ -155,9 +155,10 @@ def evaluate_run(run_dir: str | Path, *, model=None, tokenizer=None, emit: Calla
         datas = load_sets(cfg, tokenizer, prepared)
         train_examples = _train_examples(cfg, prepared)
         metrics, samples, base_info = score_sets(
-            cfg, model, tokenizer, datas, runs_root=run_dir.parent, tuned=True,
+            cfg, model, tokenizer, datas, tuned=True,
             data_hash=(prepared.data_info or {}).get("content_hash"), train_examples=train_examples, emit=emit)
         result = assemble(cfg, datas, metrics, run=run_dir.name, baseline=base_info)
+        result["regression_threshold"] = cfg.eval.regression_threshold
         result["regressions"] = find_regressions(result["sets"], cfg.eval.regression_threshold)
         out_dir = run_dir / rundir.EVAL
         _write_samples(out_dir, result, samples)
@@ -293,3 +294,43 @@ def read_results(run_dir: str | Path) -> dict | None:
         return json.loads((Path(run_dir) / rundir.EVAL / RESULTS).read_text())
     except (FileNotFoundError, ValueError):
         return None
+
+
+def evaluate_base(cfg: C.RunConfig, *, emit: Callable[..., Any] | None = None,
+                  max_samples: int | None = None, max_new_tokens: int | None = None) -> dict[str, Any]:
+    """The baseline before any run: the base model (and the prompt-only variant) on every
+    eval set, with the training template; stored under the runs root for later runs."""
+    from engine.data.prepare import prepare
+    from engine.data.template import ensure_chat_template
+    from engine.evaluate.generate import load_base
+    from engine.train.model import load_tokenizer, resolve_model_path
+
+    emit = emit or _noop
+    t0 = time.perf_counter()
+    cfg = effective_config(cfg, max_samples, max_new_tokens)
+    tok = load_tokenizer(cfg, resolve_model_path(cfg.model.name_or_path))
+    ensure_chat_template(tok, cfg.model.chat_template)
+    prepared = prepare(cfg, tok, emit=None)
+    datas = load_sets(cfg, tok, prepared)
+    data_hash = (prepared.data_info or {}).get("content_hash")
+    from engine.evaluate import baseline as B
+    from engine.evaluate.score_sets import wants_prompted
+
+    key = B.baseline_key(cfg, data_hash, {d.set.name: d.content_hash for d in datas})
+    model = None
+    if not B.covers(B.read(key), [d.set.name for d in datas], wants_prompted(cfg)):
+        model, _, _ = load_base(cfg)
+    metrics, _, info = score_sets(cfg, model, tok, datas, data_hash=data_hash,
+                                  tuned=False, plain=True, train_examples=_train_examples(cfg, prepared), emit=emit)
+    result = assemble(cfg, datas, metrics, run=None, baseline=info)
+    result["time_s"] = round(time.perf_counter() - t0, 2)
+    return result
+
+
+def baseline_for_run(run_dir: str | Path) -> dict | None:
+    """The stored baseline an evaluated run used (None when it has none on file)."""
+    from engine.evaluate import baseline as B
+
+    res = read_results(run_dir) or {}
+    key = (res.get("baseline") or {}).get("key")
+    return B.read(key) if key else None

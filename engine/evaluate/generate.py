@@ -220,13 +220,17 @@ def sample_next(logits, temperature: float, top_p: float, generator=None) -> int
 
 
 def stream_tokens(model, tok, prompt_ids: list[int], which: str, *, temperature: float = 0.0,
-                  top_p: float = 1.0, max_new_tokens: int = 128, seed: int | None = None) -> Iterator[str]:
+                  top_p: float = 1.0, max_new_tokens: int = 128, seed: int | None = None,
+                  stats: dict | None = None) -> Iterator[str]:
     """Yields text pieces as they are decoded; a manual decode loop with a KV cache, one step
-    per next(), so two sides can be interleaved by the caller."""
+    per next(), so two sides can be interleaved by the caller. `stats`, when given, receives
+    "tokens" (generated) and "finish" ("stop" at an end-of-turn token, else "length")."""
     import torch
 
     device = model_device(model)
     stops = set(stop_ids(tok, model))
+    if stats is not None:
+        stats.update(tokens=0, finish="length")
     gen = torch.Generator(device="cpu")
     if seed is not None:
         gen.manual_seed(seed)
@@ -242,8 +246,12 @@ def stream_tokens(model, tok, prompt_ids: list[int], which: str, *, temperature:
         past = out.past_key_values
         nxt = sample_next(out.logits[0, -1].to("cpu"), temperature, top_p, gen)
         if nxt in stops:
+            if stats is not None:
+                stats["finish"] = "stop"
             break
         new.append(nxt)
+        if stats is not None:
+            stats["tokens"] = len(new)
         ids = torch.tensor([[nxt]], dtype=torch.long, device=device)
         text = tok.decode(new, skip_special_tokens=True)
         # A multi-byte character split across tokens decodes to U+FFFD until it completes;

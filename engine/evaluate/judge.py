@@ -24,7 +24,12 @@ JUDGE_FILE = "judge.jsonl"
 DEFAULT_RUBRIC = ("Judge which response answers the user's request better: correct, complete, following the "
                   "requested format, and safe. When a reference answer is given, prefer the response that "
                   "agrees with it.")
-_PAIR = re.compile(r"\b(A|B|tie)\b", re.IGNORECASE)
+# A verdict is "[[A]]", a reply that starts with the letter alone ("B", "A.", "Verdict: tie"),
+# or "Response B is better"; a reply starting "A member of..." names no verdict.
+_PAIR_BRACKETS = re.compile(r"\[\[\s*(A|B|tie)\s*\]\]", re.IGNORECASE)
+_PAIR_FIRST = re.compile(r"^[\s*#>\[(]*(?:(?i:verdict|answer|winner|better|response)\s*[:\-]?\s*)*"
+                         r"(A|B|(?i:tie))[\])*]*\s*(?:$|[.,:;!\n])")
+_PAIR_SENTENCE = re.compile(r"\b(?:response|answer)\s+(A|B)\s+is\s+better\b", re.IGNORECASE)
 _SCORE = re.compile(r"\b(10|[1-9])\b")
 
 
@@ -95,7 +100,8 @@ def pointwise_messages(rubric: str, sample: dict, answer: str) -> list[dict]:
 
 def parse_pairwise(text: str) -> str | None:
     """'A', 'B', 'tie' or None (the reply names no verdict)."""
-    m = _PAIR.search(text or "")
+    text = text or ""
+    m = _PAIR_BRACKETS.search(text) or _PAIR_FIRST.match(text) or _PAIR_SENTENCE.search(text)
     if not m:
         return None
     v = m.group(1)

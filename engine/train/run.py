@@ -120,8 +120,14 @@ def run(run_dir: Path, resume: bool = False) -> int:
     control = Control().install()
     status, summary, code = "failed", {}, 1
     trainer = None
+    mirror = None
     try:
         cfg = C.load(run_dir / rundir.CONFIG)
+        from engine.trackers import open_mirror
+
+        mirror = open_mirror(cfg, run_dir, emit)
+        if mirror is not None:
+            emit = mirror.wrap(emit)
         import torch
 
         from engine.data.sources import dataset_hash
@@ -158,6 +164,10 @@ def run(run_dir: Path, resume: bool = False) -> int:
         prepared = prepare(cfg, tok, emit=emit)
         _write_data_json(run_dir, prepared.data_info, resume, emit)
 
+        from engine.memory_probe import auto_fit
+
+        # CUDA: tokens per micro-batch and checkpointing measured for this GPU (cfg.train is set).
+        auto_fit(model, cfg, device, emit=emit, run_dir=run_dir, pad_id=tok.pad_token_id or 0)
         from engine.train.loop import NonFiniteLoss, Trainer
 
         trainer = Trainer(cfg, run_dir, model, tok, prepared.train, prepared.val, device, emit, control)
@@ -222,5 +232,7 @@ def run(run_dir: Path, resume: bool = False) -> int:
             summary.setdefault("steps", trainer.state.step)
             summary.setdefault("last_checkpoint", trainer.state.last_checkpoint)
         emit("done", status=status, summary=summary)
+        if mirror is not None:
+            mirror.close()
         events.close()
         lock.release()
