@@ -93,7 +93,15 @@ def _to_source(info: Path, name: str, e: dict) -> dict:
     tags = e.get("tags") or {}
     if not isinstance(cols, dict) or not isinstance(tags, dict):
         raise DataError(f"{where}: 'columns' and 'tags' must be objects")
+    media = [k for k in ("images", "videos", "audios") if cols.get(k)]
+    if media:
+        raise DataError(f"{where}: the entry maps {', '.join(media)} columns: a multimodal dataset, and ftwb "
+                        "trains text models only; use a text-only dataset")
     columns, roles = {}, {}
+    if formatting == "alpaca" and set(cols) == {"prompt"}:
+        # LLaMA-Factory's pre-training entries name only the text column, as "prompt".
+        return _finish(e, {"path": path, "format": "completion", "columns": {"text": str(cols["prompt"])},
+                           "roles": {}, "name": name})
     if formatting == "alpaca":
         cols = {**_ALPACA_COLUMNS, **cols}
         table = _ALPACA_TO_FTWB
@@ -117,7 +125,10 @@ def _to_source(info: Path, name: str, e: dict) -> dict:
         fmt = "kto"
     else:
         fmt = formatting
-    out = {"path": path, "format": fmt, "columns": columns, "roles": roles, "name": name}
+    return _finish(e, {"path": path, "format": fmt, "columns": columns, "roles": roles, "name": name})
+
+
+def _finish(e: dict, out: dict) -> dict:
     split = e.get("split")
     if split and split != "train":
         out["split"] = str(split)
