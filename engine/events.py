@@ -9,6 +9,24 @@ human log), eval_result (base vs fine-tuned scores at the end of a run) and samp
 (step, base: bool, seconds, samples: [{prompt, expected, answer}]: greedy answers to
 eval.sample_prompts fixed validation prompts, by the base model once before the first
 step (base true) and by the model in training at every eval).
+
+attention (route, probe_error, tolerance, rejected, not_tried, reason): the attention
+kernel the run trains with, after its start-up check against examples run alone; each
+route that failed the check first gets a warning of kind attention_fallback (route,
+message). auto_fit (status: chosen | reused | off | none_fit; tokens_per_micro_batch,
+grad_accum, gradient_checkpointing, tokens_per_step, requested_tokens_per_step,
+trained_tokens_per_s, peak_allocated, limit, estimated_peak, measured: [one per measured
+candidate], skipped, probe_s; reason when off): the micro-batch and checkpointing chosen
+for the GPU (CUDA only; a warning of kind auto_fit when nothing fits).
+
+Preference runs (train.objective dpo or orpo) add to every metric event and to every
+eval event (over the validation pairs) the means over the step's pairs of:
+rewards_chosen, rewards_rejected (beta * log-ratio against the reference for DPO, beta *
+the per-token average log-prob for ORPO), reward_margin (chosen minus rejected),
+reward_accuracy (share of pairs whose chosen reward is higher), logps_chosen and
+logps_rejected (summed log-probs of the answers). Their `loss` is the objective's loss;
+an eval's val_loss is the preference loss and its perplexity that of the chosen answers.
+A warning of kind sft_on_chosen says that preference data trains SFT on chosen answers.
 """
 from __future__ import annotations
 
@@ -22,7 +40,7 @@ from typing import Any, Iterator
 VERSION = 1
 
 TYPES = ("hello", "phase", "progress", "metric", "eval", "memory", "checkpoint",
-         "warning", "error", "done", "data", "log", "eval_result", "samples")
+         "warning", "error", "done", "data", "log", "eval_result", "samples", "attention", "auto_fit")
 PHASES = ("loading_model", "preparing_data", "training", "evaluating", "saving", "exporting")
 DONE_STATUSES = ("completed", "stopped", "failed")
 ERROR_KINDS = ("oom", "data", "config", "crash", "disk", "template")
@@ -78,10 +96,12 @@ class EventWriter:
     def __init__(self, log_path: str | os.PathLike, pipe_fd: int | None = None,
                  buffer_bytes: int | None = None):
         self.log_path = Path(log_path)
-        self._log_fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self.seq = count_lines(self.log_path)
+        self._log_fd = os.open(self.log_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         self.log_bytes = os.fstat(self._log_fd).st_size
         self.log_error: OSError | None = None
+        if self.log_bytes and os.pread(self._log_fd, 1, self.log_bytes - 1) != b"\n":
+            self._write_log(b"\n")  # a killed engine's half line stays a line of its own
+        self.seq = count_lines(self.log_path)
         self._pipe_fd = pipe_fd
         self._pending = bytearray()
         self._limit = buffer_bytes or _env_int(PIPE_BUFFER_ENV, DEFAULT_PIPE_BUFFER)
@@ -102,14 +122,14 @@ class EventWriter:
     def emit(self, type_: str, **fields: Any) -> dict[str, Any]:
         event = make(type_, seq=self.seq, **fields)
         data = (encode(event) + "\n").encode("utf-8")
-        if self._write_log(data):
-            self.seq += 1
+        self.seq += 1  # even when the log write failed: a follower must never see a seq twice
+        self._write_log(data)
         if self._pipe_fd is not None:
             self._write_pipe(data)
         self.last[type_] = event
         return event
 
-    def _write_log(self, data: bytes) -> bool:
+    def _write_log(self, data: bytes) -> None:
         start = self.log_bytes
         try:
             view = memoryview(data)
@@ -121,9 +141,8 @@ class EventWriter:
                 os.ftruncate(self._log_fd, start)
             except OSError:
                 pass
-            return False
+            return
         self.log_bytes = start + len(data)
-        return True
 
     def _write_pipe(self, data: bytes) -> None:
         if len(self._pending) + len(data) > self._limit:
@@ -261,9 +280,10 @@ class PipeFollower:
     """The events of one engine, in order and complete, read off its pipe.
 
     Feed it the raw chunks read from the pipe. When `seq` jumps (the engine dropped
-    events while this reader was stalled) the missing ones are read from events.jsonl,
-    starting at `log_offset` (the log's size when this engine was started). `finish()`,
-    after the pipe closed, returns whatever the log holds beyond the last event seen.
+    events while this reader was stalled) the reader switches to events.jsonl for good,
+    from `log_offset` (the log's size when this engine started): the engine writes the
+    log before the pipe, so the pipe is then only a wake-up call. `finish()`, after the
+    pipe closed, returns whatever the log holds beyond the last event seen.
     """
 
     def __init__(self, log_path: str | os.PathLike, log_offset: int = 0):
@@ -274,6 +294,8 @@ class PipeFollower:
         self.resyncs = 0
 
     def feed(self, chunk: bytes) -> list[dict[str, Any]]:
+        if self.resyncs:
+            return self._from_log()
         lines = (self._buf + chunk).split(b"\n")
         self._buf = lines.pop()
         out: list[dict[str, Any]] = []
@@ -283,27 +305,23 @@ class PipeFollower:
                 continue
             seq = e.get("seq")
             if isinstance(seq, int) and not isinstance(seq, bool):
-                if self.last_seq is not None and seq <= self.last_seq:
-                    continue  # already taken from the log during a re-sync
                 if self.last_seq is not None and seq > self.last_seq + 1:
                     self.resyncs += 1
-                    out.extend(self._from_log(seq))
+                    return out + self._from_log()
                 self.last_seq = seq
             out.append(e)
         return out
 
-    def _from_log(self, before: int | None) -> list[dict[str, Any]]:
+    def _from_log(self) -> list[dict[str, Any]]:
         out = []
         for e in self._log.drain():
             seq = e.get("seq")
-            if not isinstance(seq, int) or (self.last_seq is not None and seq <= self.last_seq):
-                continue
-            if before is not None and seq >= before:
+            if isinstance(seq, int) and self.last_seq is not None and seq <= self.last_seq:
                 continue
             out.append(e)
-        if out:
-            self.last_seq = max(self.last_seq or 0, max(e["seq"] for e in out))
+            if isinstance(seq, int):
+                self.last_seq = seq
         return out
 
     def finish(self) -> list[dict[str, Any]]:
-        return self._from_log(None)
+        return self._from_log()

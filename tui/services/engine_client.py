@@ -90,7 +90,8 @@ class RunSession:
         follower = ev.LogFollower(self.run_dir / rundir.EVENTS)
         if self._replay_until:
             self.state.apply_many(follower.poll(max_bytes=self._replay_until))
-        buf = b""
+        # Events the engine dropped from the pipe while this reader lagged come from the log.
+        pipe = ev.PipeFollower(self.run_dir / rundir.EVENTS, self._replay_until or 0)
         fd = self._fd
         while not self._stop.is_set():
             try:
@@ -99,9 +100,7 @@ class RunSession:
                 break
             if not chunk:
                 break
-            lines = (buf + chunk).split(b"\n")
-            buf = lines.pop()
-            self.state.apply_many(e for e in map(ev.decode, lines) if e is not None)
+            self.state.apply_many(pipe.feed(chunk))
         self._close_fd()
         if self._stop.is_set():
             return
@@ -113,8 +112,7 @@ class RunSession:
             except Exception:
                 pass
         if not self.state.finished:
-            missed = ev.read_all(self.run_dir / rundir.EVENTS)[self.state.events_seen:]
-            self.state.apply_many(missed)
+            self.state.apply_many(pipe.finish())
         if not self.state.finished and not rundir.is_alive(self.run_dir):
             self.state.mark_crashed()
 
