@@ -9,6 +9,7 @@ from pathlib import Path
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.widgets import Input
 
 from engine import rundir
 from tui.screens.config import ConfigScreen
@@ -39,7 +40,7 @@ class FtwbApp(App[int]):
           for mode, label, num, key in SCREENS),
         Binding("f1", "help", "Help", tooltip="Keys of this screen"),
         Binding("q", "quit", "Quit", tooltip="Quit (asks about a live run)"),
-        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+        Binding("ctrl+c", "quit_any", "Quit", show=False, priority=True),
     ]
 
     def __init__(self, target: Target, theme: str | None = None, ascii_charts: bool = False,
@@ -216,6 +217,16 @@ class FtwbApp(App[int]):
             self.ask_unsaved(lambda: self.switch_mode(mode), offer=True)
             return
         self.switch_mode(mode)
+
+    def check_action(self, action: str, parameters) -> bool | None:
+        # While a text field has the focus, q and the screen digits type into it: the
+        # footer then leaves them out (ctrl+c, F1 and the palette still work).
+        if action in ("quit", "switch_mode") and isinstance(self.focused, Input):
+            return False
+        return True
+
+    def action_quit_any(self) -> None:
+        self.action_quit()
 
     def action_quit(self) -> None:
         self.ask_unsaved(self._quit_run_prompt)

@@ -49,6 +49,8 @@ class ConfigScreen(Screen):
         Binding("f6", "auto_fit", "Auto-fit", tooltip="Largest micro-batch that fits; grad accum rebalanced"),
         Binding("f7", "next_gpu", "GPU size", show=False, tooltip="Cycle the target GPU size (no GPU here)"),
         Binding("ctrl+r", "app.start_run", "Start", tooltip="Start a run from this config (refused while invalid)"),
+        Binding("ctrl+e", "toggle_estimate", "Estimate", tooltip="Show or fold the memory estimate and "
+                                                                  "batch panel (folded to one line at 80x24)"),
         Binding("escape", "leave_field", "Leave field", show=False, tooltip="Leave the field"),
     ]
 
@@ -73,10 +75,11 @@ class ConfigScreen(Screen):
 
     # ------------------------------------------------------------ layout
     def compose(self) -> ComposeResult:
-        yield Static(Text("Config", style="bold"), classes="title-bar")
+        yield Static(self._title_text(), id="config-title", classes="title-bar")
         with Horizontal(id="config-file-row"):
-            yield Label("file ")
-            yield Input(value=str(self.app.config_path or "ftwb.yaml"), id="config-file", compact=True)
+            yield Label("save to ")
+            yield Input(value=str(self.app.config_path or ""), id="config-file", compact=True,
+                        placeholder="a .yaml file to save this config to (ctrl+s), e.g. ftwb.yaml")
         yield Static(id="config-status")
         values = self.app.config.to_dict()
         with Horizontal(id="config-body"):
@@ -95,6 +98,24 @@ class ConfigScreen(Screen):
                                  allow_blank=False, id="gpu-target", compact=True)
                 yield BatchSummary(id="batch-summary")
         yield Footer()
+
+    def _title_text(self) -> Text:
+        """The header always names where the form's values came from."""
+        src = self.app.config_path
+        t = Text.assemble(("Config", "bold"), "  from ")
+        t.append(str(src) if src else "the bundled demo config (not saved to a file yet)", "bold" if src else "italic")
+        return t
+
+    def on_descendant_focus(self, event) -> None:
+        # Keyboard focus moved to a field: bring its whole row into view.
+        row = next((a for a in event.widget.ancestors_with_self if isinstance(a, FieldRow)), None)
+        if row is not None:
+            self.query_one("#config-form").scroll_to_widget(row, animate=False)
+
+    def action_toggle_estimate(self) -> None:
+        side = self.query_one("#config-side")
+        side.toggle_class("-open")
+        self.query_one(MemoryBar).refresh(layout=True)
 
     def on_mount(self) -> None:
         self._synced = self.app.config.to_dict()
@@ -232,7 +253,7 @@ class ConfigScreen(Screen):
 
         def done() -> None:
             self.gpu_detected = total
-            self.query_one("#gpu-row").display = total is None
+            self.query_one("#gpu-row").set_class(total is not None, "-detected")
             self._recompute()
         self.app.call_from_thread(done)
 
@@ -346,9 +367,13 @@ class ConfigScreen(Screen):
             return
         path = self._file()
         cfg = self.app.config
-        same = self.app.config_path is not None and Path(self.app.config_path).resolve() == path.resolve()
-        if path.exists() and not same:
-            self.app.push_screen(ConfirmDialog(f"{path} exists. Overwrite it?"),
+        loaded = self.app.config_path
+        same = loaded is not None and Path(loaded).resolve() == path.resolve()
+        if not same:
+            # Another file than the form came from: say both, and ask.
+            came = f"The form came from {loaded}." if loaded else "The form holds the bundled demo config."
+            q = f"{came} Save it to {path}?" + (f" {path} exists and will be overwritten." if path.exists() else "")
+            self.app.push_screen(ConfirmDialog(q, yes="Overwrite" if path.exists() else "Save"),
                                  lambda ok: ok and self._write(cfg, path))
             return
         self._write(cfg, path)
@@ -363,6 +388,7 @@ class ConfigScreen(Screen):
             self.notify(f"cannot write {path}: {e.strerror}; pick another file", severity="error")
             return
         self.app.config_path = path
+        self.query_one("#config-title", Static).update(self._title_text())
         self.notify(f"Saved {path}")
 
     def action_load(self) -> None:
@@ -373,6 +399,7 @@ class ConfigScreen(Screen):
             self.notify(str(e), severity="error", timeout=10)
             return
         self.app.config_path = path
+        self.query_one("#config-title", Static).update(self._title_text())
         self.fill(cfg)
         self.notify(f"Loaded {path}")
 

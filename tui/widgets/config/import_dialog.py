@@ -53,6 +53,9 @@ class ImportDialog(ModalScreen[C.RunConfig | None]):
             yield Label(Text("enter: read it · enter again or ctrl+l: load into the form · esc: cancel",
                              style="dim"), id="import-hint")
 
+    def on_mount(self) -> None:
+        self.query_one("#import-path", Input).focus()  # type the path at once
+
     def on_input_submitted(self, event: Input.Submitted) -> None:
         event.stop()
         if self.result is not None and event.value.strip() == self.path:

@@ -16,6 +16,14 @@ def gib(n: float | None) -> str:
     return "-" if n is None else f"{n / GB:.2f} GiB" if n < 10 * GB else f"{n / GB:.1f} GiB"
 
 
+def fmt_params(n: float) -> str:
+    """2.1M, 0.5B, 7.24B: a tiny model is not '0.00B'."""
+    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return f"{int(n)}"
+
+
 class MemoryBar(Static):
     def __init__(self, **kw):
         super().__init__(**kw)
@@ -43,6 +51,18 @@ class MemoryBar(Static):
             return "error"
         return "fits" if v.fits else "will not fit"
 
+    def _one_line(self, v) -> Text:
+        """At 80x24 the estimate is one line; ctrl+e opens the whole panel."""
+        t = Text(no_wrap=True, overflow="ellipsis")
+        if v.fits:
+            t.append("memory fits ", "bold green")
+            t.append(f"{gib(v.total)} of {gib(v.gpu_total) if v.gpu_total else '?'}")
+        else:
+            t.append("WILL NOT FIT ", "bold white on red")
+            t.append(f" needs {gib(v.total)}, limit {gib(v.limit)}", "bold red")
+        t.append("  ctrl+e: details", "dim")
+        return t
+
     def render(self) -> Text:
         v = self.view
         t = Text()
@@ -53,6 +73,8 @@ class MemoryBar(Static):
             t.append(v.error, style="yellow")
             return t
         compact = self.app.has_class("compact")
+        if compact and not (self.parent is not None and self.parent.has_class("-open")):
+            return self._one_line(v)
         width = max(10, self.size.width - 2)
         scale = max(v.gpu_total, v.total)
         mark = min(width - 1, int(v.limit / scale * width))
@@ -80,7 +102,7 @@ class MemoryBar(Static):
             for key, label, nbytes in v.segments:
                 t.append("■ ", style=COLORS[key])
                 t.append(f"{label:<20}{gib(nbytes):>11}\n")
-            t.append(f"{v.n_params / 1e9:.2f}B params, {v.trainable / 1e6:.1f}M trainable\n", style="dim")
+            t.append(f"{fmt_params(v.n_params)} params, {fmt_params(v.trainable)} trainable\n", style="dim")
             if v.model_note:
                 t.append(v.model_note + "\n", style="dim")
         m = self.measured

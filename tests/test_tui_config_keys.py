@@ -1,0 +1,109 @@
+"""Config by keyboard: visible focus in every theme, keys that type while a field has the
+focus, dialogs that focus their first field, the form following the focus, the one-line
+estimate at 80x24, and a header that always names where the form came from."""
+from __future__ import annotations
+
+import pytest
+
+from engine.demo import demo_config
+from pilot_helpers import wait_for
+
+
+def _app(tmp_path, theme="ftwb-256", config_path=None):
+    from tui.app import FtwbApp
+    from tui.services.open_target import Target
+
+    cfg = demo_config()
+    return FtwbApp(Target(config=cfg, config_path=config_path, mode="config"), theme=theme,
+                   runs_dir=str(tmp_path / "runs"), sample_devices=False)
+
+
+def _footer_keys(app) -> set[str]:
+    from textual.widgets._footer import FooterKey
+
+    return {k.key for k in app.screen.query(FooterKey)}
+
+
+@pytest.mark.parametrize("theme", ["ftwb-256", "ftwb-dark", "ftwb-light"])
+async def test_focused_field_is_visible_and_q_types_into_it(tmp_path, theme):
+    from textual.widgets import Input, Label
+
+    app = _app(tmp_path, theme)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.3)
+        assert "q" in _footer_keys(app)
+        await pilot.press("tab")
+        await pilot.pause(0.2)
+        field = app.focused
+        assert isinstance(field, Input) and field.id.startswith("cfg-")
+        row = next(a for a in field.ancestors if a.has_class("field-row"))
+        label = row.query_one(".field-label", Label)
+        assert "reverse" in str(label.styles.text_style)
+        assert field.styles.background != app.screen.query_one("#config-form").styles.background
+        before = field.value
+        await pilot.press("end", "q", "1")
+        await pilot.pause(0.3)
+        assert app.is_running and app.screen.__class__.__name__ == "ConfigScreen"
+        assert field.value == before + "q1"
+        assert "q" not in _footer_keys(app)  # the footer no longer offers it
+        await pilot.press("escape")
+        await pilot.pause(0.3)
+        assert "q" in _footer_keys(app)
+
+
+async def test_dialogs_focus_their_field_and_the_form_follows_the_focus(tmp_path):
+    from textual.widgets import Input
+
+    app = _app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.3)
+        await pilot.press("f3")
+        await wait_for(pilot, lambda: app.screen.__class__.__name__ == "ImportDialog", 5, "the import dialog")
+        await pilot.pause(0.2)
+        assert app.focused is not None and app.focused.id == "import-path"
+        await pilot.press("escape")
+        await pilot.pause(0.2)
+        form = app.screen.query_one("#config-form")
+        last = app.screen.query_one("#cfg-output--name", Input)
+        last.focus()
+        await pilot.pause(0.4)
+        assert form.scroll_y > 0
+        assert form.region.contains_region(last.region)
+
+
+async def test_estimate_is_one_line_at_80x24_and_opens_on_demand(tmp_path):
+    from tui.widgets.config.memory_bar import MemoryBar
+
+    app = _app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        screen = app.screen
+        await wait_for(pilot, lambda: screen.query_one(MemoryBar).view is not None, 60, "the estimate")
+        await pilot.pause(0.3)
+        side = screen.query_one("#config-side")
+        assert side.size.height == 1
+        assert "ctrl+e" in screen.query_one(MemoryBar).render().plain
+        assert screen.query_one("#config-form").size.height >= 12
+        await pilot.press("ctrl+e")
+        await pilot.pause(0.3)
+        assert side.size.height > 3
+
+
+async def test_header_names_the_source_and_saving_elsewhere_asks(tmp_path):
+    from textual.widgets import Input
+
+    from tui.widgets.config.confirm_dialog import ConfirmDialog
+
+    app = _app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause(0.3)
+        title = str(app.screen.query_one("#config-title").render())
+        assert "bundled demo config" in title
+        out = tmp_path / "mine.yaml"
+        app.screen.query_one("#config-file", Input).value = str(out)
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), 5, "the save-elsewhere question")
+        assert "bundled demo config" in app.screen.question
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        assert out.exists() and app.config_path == out
+        assert str(out) in str(app.screen.query_one("#config-title").render())
