@@ -43,9 +43,13 @@ class ModelConfigError(ConfigError):
 class Assumptions:
     """What the training engine does that changes memory; each field is one decision."""
 
-    # dtype of LoRA A/B weights; None = what engine/train/model.py does: the compute dtype
-    # (bf16) for QLoRA, fp32 for LoRA (PEFT's autocast_adapter_dtype upcasts them).
+    # dtype of LoRA A/B weights; None = what engine/train/model.py does: fp32 for LoRA and
+    # QLoRA alike (master weights; PEFT's autocast_adapter_dtype).
     adapter_dtype: str | None = None
+    # The step runs under autocast in the compute dtype (engine.train.loop.step_context), so
+    # the adapter paths save their activations in the compute dtype, not the adapter's, and
+    # autocast keeps one compute-dtype copy of each adapter weight per forward.
+    autocast: bool = True
     # "param": AdamW states take the parameter's dtype (torch.optim.AdamW);
     # "float32": states are always fp32 (mixed-precision optimizers).
     optimizer_state_dtype: str = "param"
@@ -56,8 +60,13 @@ class Assumptions:
     logits_chunk_tokens: int = 2048  # engine.train.loss.CHUNK_TOKENS
     # The loss upcasts logits to fp32 (HF's default loss does); else it stays in compute dtype.
     loss_upcast_fp32: bool = True
-    # k/v repeated to all query heads before sdpa (transformers does when a mask is passed).
-    gqa_expanded: bool = True
+    # Attention route of packed rows; None = what engine.train.attention picks for
+    # model.attn_implementation: auto -> torch's varlen kernel (the GPUs this estimate is
+    # for), which needs no mask and keeps k/v at their own head count.
+    attention_route: str | None = None
+    # k/v repeated to all query heads before sdpa (transformers does when a mask is passed);
+    # None = when the route has a mask.
+    gqa_expanded: bool | None = None
     # sdpa turns a boolean mask into an additive bias in the compute dtype, per layer, and
     # the memory-efficient kernel keeps it for backward (torch's attention.cpp).
     mask_bias_per_layer: bool = True
@@ -250,8 +259,13 @@ def estimate(cfg: RunConfig, model_config: dict[str, Any], gpu_total_bytes: int 
     cdtype = _compute_dtype(cfg)
     b = DTYPE_BYTES[cdtype]
     full = cfg.method == "full"
-    tokens = cfg.train.micro_batch_size * cfg.data.max_seq_len
+    tokens = tokens_per_micro_batch(cfg)
     n_params = shape.n_params()
+    route = A.attention_route or _attention_route(cfg)
+    # Which routes carry a mask: sdpa/eager build the block-causal one from the position ids
+    # of a packed row; padded batches carry one on every route but flash_attention_2.
+    has_mask = route != "flash_attention_2" and (route in ("sdpa", "eager") or not cfg.data.packing)
+    gqa_expanded = has_mask if A.gqa_expanded is None else A.gqa_expanded
     terms: list[tuple[str, int, str]] = []
     notes: list[str] = []
 
@@ -285,7 +299,7 @@ def estimate(cfg: RunConfig, model_config: dict[str, Any], gpu_total_bytes: int 
             notes.append(f"lora.target_modules {unknown} are not block linears of a Llama-shaped model; "
                          "they are not counted")
         trainable = lora_params(shape, cfg.lora.r, targets)
-        t_dtype = A.adapter_dtype or (cdtype if cfg.method == "qlora" else "float32")
+        t_dtype = A.adapter_dtype or "float32"
         t_bytes = DTYPE_BYTES[t_dtype]
         terms.append(("lora_params", trainable * t_bytes,
                       f"r={cfg.lora.r} x (in+out) on {len(targets)} linears x {shape.layers} layers "
@@ -302,12 +316,15 @@ def estimate(cfg: RunConfig, model_config: dict[str, Any], gpu_total_bytes: int 
                       f"AdamW exp_avg + exp_avg_sq, 2 x {s_bytes} B ({s_dtype}) per trainable param"))
     if A.master_weights and t_bytes != 4:
         terms.append(("master_weights", trainable * 4, "fp32 master copy of the trainable params"))
+    if A.autocast and not full and t_bytes != b:
+        terms.append(("autocast_copies", trainable * b,
+                      f"autocast's {cdtype} copy of each adapter weight, kept for the step"))
 
     # ---- activations
-    a_bytes = b if full else t_bytes
+    a_bytes = b if (full or A.autocast) else t_bytes
     targets = [] if full else lora_targets(cfg.lora.target_modules)[0]
     per_layer = _layer_activation_bytes(shape, targets, full, cfg.lora.r, cfg.lora.dropout > 0,
-                                        b, a_bytes, A.gqa_expanded)
+                                        b, a_bytes, gqa_expanded)
     h, i = shape.hidden, shape.intermediate
     # Gradients in flight through one block in backward (the widest: the SwiGLU pair).
     backward_ws = b * (2 * i + 2 * h)
@@ -335,15 +352,15 @@ def estimate(cfg: RunConfig, model_config: dict[str, Any], gpu_total_bytes: int 
                   + f": {b} B logits + 3 x {logit_b} B for log-softmax and its gradients"
                   + (" + 2 copies of the final hidden states" if hidden_copies else "")))
 
-    # Masks: engine.data.pack packs a micro-batch into ONE row of micro_batch_size x
-    # max_seq_len tokens with a T x T block-causal bool mask; padded batches get a
-    # rows x seq x seq mask. flash_attention_2 needs none.
-    if cfg.model.attn_implementation != "flash_attention_2":
+    # Masks: a packed micro-batch is ONE row of `tokens` tokens with no mask on the host; on
+    # sdpa/eager transformers builds a T x T block-causal bool mask from its position ids,
+    # on varlen/flash there is none. Padded batches get a rows x seq x seq mask.
+    if has_mask:
         if cfg.data.packing:
-            cells, what = tokens * tokens, f"block-causal bool mask {tokens}x{tokens} (one packed row)"
+            cells, what = tokens * tokens, f"block-causal bool mask {tokens}x{tokens} built by {route}"
         else:
             s = cfg.data.max_seq_len
-            cells, what = cfg.train.micro_batch_size * s * s, f"padding+causal bool mask {s}x{s} per row"
+            cells, what = (tokens // s) * s * s, f"padding+causal bool mask {s}x{s} per row"
         n_bias = (1 if cfg.train.gradient_checkpointing else shape.layers) if A.mask_bias_per_layer else 0
         terms.append(("attention_mask", cells * (1 + n_bias * b),
                       what + (f" + its {cdtype} additive bias kept by {n_bias} layer(s) of sdpa" if n_bias else "")))
@@ -363,6 +380,19 @@ def estimate(cfg: RunConfig, model_config: dict[str, Any], gpu_total_bytes: int 
 
 
 # ---------------------------------------------------------------- model config and GPU
+
+def tokens_per_micro_batch(cfg: RunConfig) -> int:
+    """Tokens of the largest micro-batch the run can meet (engine.train.loop._plan_shape)."""
+    t, d = cfg.train, cfg.data
+    if t.tokens_per_micro_batch:
+        return t.tokens_per_micro_batch if d.packing else max(1, t.tokens_per_micro_batch // d.max_seq_len) * d.max_seq_len
+    return t.micro_batch_size * d.max_seq_len
+
+
+def _attention_route(cfg: RunConfig) -> str:
+    a = cfg.model.attn_implementation
+    return "ftwb_varlen" if a == "auto" else a
+
 
 def load_model_config(name_or_path: str) -> dict[str, Any]:
     """config.json of a local model dir (or the file itself), 'demo', or a hub id.

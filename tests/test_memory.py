@@ -74,8 +74,11 @@ def test_qlora_nf4_double_quant_weights():
     e = M.estimate(cfg(method="qlora"), MODEL)
     per = 0.5 + 1 / 64 + 4 / (64 * 256)  # 4-bit + 8-bit absmax/64 + fp32 scale per 256 blocks
     assert e.term("weights") == int(LINEAR * per) + (EMBED + NORMS) * 2
-    # QLoRA adapters are kept in bf16 by the engine.
-    assert e.term("lora_params") == e.trainable_params * 2
+    # QLoRA adapters are fp32 master weights too, with fp32 AdamW states; autocast keeps a
+    # bf16 copy of each for the step.
+    assert e.term("lora_params") == e.trainable_params * 4
+    assert e.term("optimizer_states") == e.trainable_params * 8
+    assert e.term("autocast_copies") == e.trainable_params * 2
     assert e.term("dequant_buffer") == H * I * 2
 
 
@@ -117,6 +120,17 @@ def _hand_layer_bytes(b=2, r=16):
 
 
 BF16_ADAPTERS = M.Assumptions(adapter_dtype="bfloat16")
+
+
+def test_autocast_saves_adapter_activations_in_the_compute_dtype():
+    """fp32 adapters under autocast save what bf16 adapters would; without autocast each
+    LoRA layer keeps its own fp32 copy of its input."""
+    c = cfg(lora={"dropout": 0.0})
+    assert M.estimate(c, MODEL).term("activations") == M.estimate(c, MODEL, assumptions=BF16_ADAPTERS).term("activations")
+    no_amp = M.estimate(c, MODEL, assumptions=M.Assumptions(autocast=False))
+    widths = [H, H, H, QD, H, H, I]
+    extra = sum(4 * w + 4 * 16 for w in widths) - 7 * 2 * 16 - 2 * (H + QD + H + I)  # one layer (checkpointing)
+    assert no_amp.term("activations") - M.estimate(c, MODEL).term("activations") == 1024 * extra
 
 
 def test_activations_with_checkpointing_keep_layer_inputs_plus_one_layer():
@@ -161,13 +175,21 @@ def test_chunk_size_follows_the_engine():
     assert M.Assumptions().logits_chunk_tokens == loss.CHUNK_TOKENS
 
 
-def test_attention_mask_packed_one_row_padded_per_row_none_for_flash():
-    # Packed: one row of 2 x 512 = 1024 tokens, a 1024^2 bool mask plus its bf16 bias kept
-    # by the one recomputed layer (checkpointing) or by every layer (without).
-    packed = M.estimate(cfg(data={"packing": True}), MODEL)
+def test_attention_mask_only_where_a_route_builds_one():
+    # Packed rows carry no mask; auto (torch's varlen kernel) and flash need none, and keep
+    # k/v at their own head count.
+    auto = M.estimate(cfg(data={"packing": True}), MODEL)
+    assert auto.term("attention_mask") == 0
+    # sdpa pinned: transformers builds one row of 2 x 512 = 1024 tokens' 1024^2 bool mask,
+    # plus its bf16 bias kept by the one recomputed layer (checkpointing) or every layer.
+    sdpa = {"attn_implementation": "sdpa"}
+    packed = M.estimate(cfg(data={"packing": True}, model=sdpa), MODEL)
     assert packed.term("attention_mask") == 1024 * 1024 * (1 + 2)
-    no_ckpt = M.estimate(cfg(data={"packing": True}, train={"gradient_checkpointing": False}), MODEL)
+    assert packed.term("activations") - auto.term("activations") == 1024 * 2 * 2 * (QD - KVD)  # k/v expanded
+    no_ckpt = M.estimate(cfg(data={"packing": True}, train={"gradient_checkpointing": False}, model=sdpa), MODEL)
     assert no_ckpt.term("attention_mask") == 1024 * 1024 * (1 + 2 * L)
+    rows = M.estimate(cfg(data={"packing": True}, train={"tokens_per_micro_batch": 4096}, model=sdpa), MODEL)
+    assert rows.tokens_per_micro_batch == 4096 and rows.term("attention_mask") == 4096 * 4096 * 3
     padded = M.estimate(cfg(data={"packing": False}), MODEL)
     assert padded.term("attention_mask") == 2 * 512 * 512 * (1 + 2)
     flash = M.estimate(cfg(model={"attn_implementation": "flash_attention_2"}), MODEL)

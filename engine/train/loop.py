@@ -29,6 +29,27 @@ SPIKE_FACTOR = 3.0  # a loss this many times the recent average is reported as a
 _FAULT = os.environ.get("FTWB_INJECT_FAULT", "")
 
 
+def step_context(model, cfg: RunConfig, device: str, amp_dtype):
+    """Autocast in the compute dtype around forward passes: the base weights are bf16 and
+    the fp32 adapters run their matmuls in bf16 too, so activations are saved in bf16
+    while the adapters and their AdamW states stay fp32 (master weights). PEFT's cast of
+    each adapter's input to fp32 is switched off inside (it would only add a copy).
+    `amp_dtype` None (fp32 models, full fine-tuning): no autocast."""
+    import contextlib
+
+    import torch
+
+    if amp_dtype is None:
+        return contextlib.nullcontext()
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.autocast(device_type=device, dtype=amp_dtype))
+    if cfg.method != "full":
+        from peft.helpers import disable_input_dtype_casting
+
+        stack.enter_context(disable_input_dtype_casting(model))
+    return stack
+
+
 class NonFiniteLoss(RuntimeError):
     """The step's loss was NaN or infinite; the run stops with its last good checkpoint."""
 
@@ -78,6 +99,7 @@ class Trainer:
         self.optimizer = self._make_optimizer()
         self.scheduler = make_scheduler(self.optimizer, t, self.state.total_steps)
         self._loss_ema: float | None = None
+        self._setup_step()
         self.samples = None  # engine.train.samples.SamplePrompts, set by the run when eval.sample_prompts > 0
 
     # ------------------------------------------------------------ set-up
@@ -93,17 +115,50 @@ class Trainer:
         kw = {"fused": True} if self.device == "cuda" else {}
         return torch.optim.AdamW(params, lr=t.learning_rate, weight_decay=t.weight_decay, **kw)
 
+    def _setup_step(self) -> None:
+        """Precision and overlap of the step (see step_context and _collated)."""
+        import torch
+
+        from engine.train.model import compute_dtype
+
+        self.amp_dtype = compute_dtype(self.cfg, self.device)
+        self.scaler = None
+        self._pool = None
+        self._pending: dict = {}
+        if self.device == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True  # the fp32 matmuls (adapters outside autocast)
+            torch.backends.cudnn.allow_tf32 = True
+            if self.amp_dtype == torch.float16:
+                self.scaler = torch.amp.GradScaler("cuda")  # fp16 gradients underflow without it
+            from concurrent.futures import ThreadPoolExecutor
+
+            # The next micro-batches are collated into pinned memory while the GPU works.
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="ftwb-collate")
+
+    def step_context(self):
+        return step_context(self.model, self.cfg, self.device, self.amp_dtype)
+
+    def _plan_shape(self) -> tuple[int, int]:
+        """(rows per micro-batch, tokens per row) of the batch plan. With packing, a micro-batch
+        is one row of tokens_per_micro_batch tokens (micro_batch_size x max_seq_len when 0)."""
+        d, t = self.cfg.data, self.cfg.train
+        if t.tokens_per_micro_batch:
+            if d.packing:
+                return 1, t.tokens_per_micro_batch
+            return max(1, t.tokens_per_micro_batch // d.max_seq_len), d.max_seq_len
+        return t.micro_batch_size, d.max_seq_len
+
     def plan(self, epoch: int) -> list[list[int]]:
         if epoch not in self._plans:
             d, t = self.cfg.data, self.cfg.train
-            self._plans = {epoch: pack.plan_batches(self.lengths, t.micro_batch_size, d.max_seq_len,
-                                                     d.packing, t.seed, epoch)}
+            rows, seq = self._plan_shape()
+            self._plans = {epoch: pack.plan_batches(self.lengths, rows, seq, d.packing, t.seed, epoch)}
         return self._plans[epoch]
 
-    def _next_micro_batches(self) -> list[tuple[list[int], int, int]]:
+    def _next_micro_batches(self, start: tuple[int, int] | None = None) -> list[tuple[list[int], int, int]]:
         """The next grad_accum micro-batches as (indices, epoch, index), crossing epochs."""
         out = []
-        epoch, idx = self.state.epoch, self.state.batch_index
+        epoch, idx = start or (self.state.epoch, self.state.batch_index)
         while len(out) < self.cfg.train.grad_accum:
             plan = self.plan(epoch)
             if idx >= len(plan):
@@ -119,8 +174,21 @@ class Trainer:
         return {k: (v.to(self.device, non_blocking=True) if isinstance(v, torch.Tensor) else v)
                 for k, v in batch.items()}
 
-    def _collate(self, items: list[dict]) -> dict:
-        return pack.collate(items, self.cfg.data.packing, self.pad_id, self.attn)
+    def _collate(self, items: list[dict], pin: bool = False) -> dict:
+        return pack.collate(items, self.cfg.data.packing, self.pad_id, pin=pin)
+
+    def _collated(self, mbs: list[tuple[list[int], int, int]]) -> list:
+        """Futures (CUDA: collated in the background into pinned memory) or batches (CPU) of
+        these micro-batches; on CUDA the following step's are queued at once too."""
+        if self._pool is None:
+            return [self._collate([self.train_items[i] for i in idxs]) for idxs, _, _ in mbs]
+        last = mbs[-1]
+        following = self._next_micro_batches((last[1], last[2] + 1)) if self.pref is None else []
+        for idxs, epoch, index in mbs + following:
+            if (epoch, index) not in self._pending:
+                items = [self.train_items[i] for i in idxs]
+                self._pending[(epoch, index)] = self._pool.submit(self._collate, items, True)
+        return [self._pending.pop((e, i)) for _, e, i in mbs]
 
     # ------------------------------------------------------------ resume
     def resume_from(self, path: Path) -> None:
@@ -135,29 +203,51 @@ class Trainer:
 
         self.model.train()
         mbs = self._next_micro_batches()
-        pref = self.pref.step([[self.train_items[i] for i in idxs] for idxs, _, _ in mbs]) if self.pref else None
-        if pref:
+        if self.pref:
+            with self.step_context():
+                pref = self.pref.step([[self.train_items[i] for i in idxs] for idxs, _, _ in mbs])
             self._current_shape = pref["shape"]
-        batches = [] if pref else [self._collate([self.train_items[i] for i in idxs]) for idxs, _, _ in mbs]
-        n_trained = pref["trained"] if pref else (sum(b["num_trained"] for b in batches) or 1)
-        n_tokens = pref["tokens"] if pref else sum(b["num_tokens"] for b in batches)
-        loss_total = 0.0
-        for b in batches:
+            batches = []
+        else:
+            pref = None
+            batches = self._collated(mbs)
+        # Counts come from the host: waiting for a future blocks only on collation, never the GPU.
+        loss_total = None
+        if not pref:
+            counted = [b.result() if hasattr(b, "result") else b for b in batches]
+            n_trained = sum(b["num_trained"] for b in counted) or 1
+            n_tokens = sum(b["num_tokens"] for b in counted)
+        else:
+            n_trained, n_tokens = pref["trained"], pref["tokens"]
+        # No host sync in here: the loss is summed on the device and read once per step below.
+        for b in (counted if not pref else []):
             self._current_shape = tuple(b["input_ids"].shape)
-            loss_sum, _ = batch_loss(self.model, self._to_device(b))
-            (loss_sum / n_trained).backward()
-            loss_total += float(loss_sum.detach())
-        loss = pref["loss"] if pref else loss_total / n_trained
+            with self.step_context():
+                loss_sum, _ = batch_loss(self.model, self._to_device(b), self.cfg.train.loss_kernel)
+            scaled = loss_sum / n_trained
+            (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+            loss_total = loss_sum.detach() if loss_total is None else loss_total + loss_sum.detach()
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        max_norm = self.cfg.train.max_grad_norm
+        if self.scaler:
+            self.scaler.unscale_(self.optimizer)
+        norm_t = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"))
+        if pref:
+            loss, grad_norm = pref["loss"], float(norm_t)
+        else:  # the one host sync of the step
+            loss_sum_f, grad_norm = torch.stack([loss_total.float(), norm_t.float().to(loss_total.device)]).tolist()
+            loss = loss_sum_f / n_trained
         if _FAULT:
             loss = self._inject(loss)
         if not math.isfinite(loss):
             self.optimizer.zero_grad(set_to_none=True)
             raise NonFiniteLoss(f"loss became {loss} at step {self.state.step + 1}")
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        max_norm = self.cfg.train.max_grad_norm
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf")))
         lr = self.scheduler.get_last_lr()[0]
-        self.optimizer.step()
+        if self.scaler:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         last_idxs, last_epoch, last_index = mbs[-1]
@@ -188,23 +278,24 @@ class Trainer:
         if not self.val_items:
             return None
         if self.pref is not None:
-            self._pref_eval = self.pref.evaluate(self.val_items)
+            with self.step_context():
+                self._pref_eval = self.pref.evaluate(self.val_items)
             return self._pref_eval["loss"], self._pref_eval["perplexity"]
         self.model.eval()
         lengths = [len(x["input_ids"]) for x in self.val_items]
-        d, t = self.cfg.data, self.cfg.train
-        plan = pack.plan_batches(lengths, t.micro_batch_size, d.max_seq_len, d.packing, 0, 0)
-        total, n = 0.0, 0
-        with torch.no_grad():
+        rows, seq = self._plan_shape()
+        plan = pack.plan_batches(lengths, rows, seq, self.cfg.data.packing, 0, 0)
+        total, n = None, 0
+        with torch.no_grad(), self.step_context():
             for idxs in plan:
-                b = self._to_device(self._collate([self.val_items[i] for i in idxs]))
+                b = self._to_device(self._collate([self.val_items[i] for i in idxs], pin=self._pool is not None))
                 loss_sum, k = batch_loss(self.model, b)
-                total += float(loss_sum)
+                total = loss_sum.float() if total is None else total + loss_sum.float()
                 n += k
         self.model.train()
         if n == 0:
             return None
-        val = total / n
+        val = float(total) / n  # one host sync for the whole evaluation
         return val, math.exp(min(val, 50.0))
 
     # ------------------------------------------------------------ saving
