@@ -59,16 +59,21 @@ def check(cfg, runs_dir: str | None = None, deep: bool = True,
     loads the tokenizer and renders the first rows with the chat template. `notes` (a list)
     receives one-line remarks that are not problems (a model that will be downloaded)."""
     from engine import launch
+    from engine.config import ConfigError
 
     notes = notes if notes is not None else []
-    cfg = launch.resolve_paths(cfg)
+    try:
+        cfg = launch.resolve_paths(cfg)  # also validates the config again (a form may have set fields)
+    except ConfigError as e:
+        msg = str(e)
+        return [Problem(msg.split(":", 1)[0] if ":" in msg else "config", msg)]
     problems: list[Problem] = []
     model_dir = _check_model(cfg, problems, notes)
     data = _check_data(cfg, problems)
-    if deep and model_dir is not None and data is not None and not any(p.field.startswith("model") for p in problems):
-        _check_template(cfg, model_dir, data, problems)
     _check_runs_dir(cfg, runs_dir, model_dir, problems)
     _check_extras(cfg, problems)
+    if deep and not problems and model_dir is not None and data is not None:  # the slow one last
+        _check_template(cfg, model_dir, data, problems)
     return problems
 
 

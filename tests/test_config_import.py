@@ -391,3 +391,12 @@ def test_cli_bad_file_exit_2(tmp_path, capsys):
     assert main(["config", "import", str(tmp_path / "nope.yml")]) == 2
     err = capsys.readouterr().err
     assert "file not found" in err and "Traceback" not in err
+
+
+def test_named_template_ftwb_does_not_ship_is_listed_with_the_fix(tmp_path):
+    src = tmp_path / "glm.yaml"
+    src.write_text("model_name_or_path: THUDM/glm-4-9b-chat\nstage: sft\nfinetuning_type: lora\ntemplate: glm4\n")
+    r = import_config(src)
+    assert r.config.model.chat_template is None
+    reason = dict(r.ignored)["template"]
+    assert "ftwb ships no 'glm4' template" in reason and "llama3" in reason  # names what it does ship

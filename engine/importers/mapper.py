@@ -330,55 +330,51 @@ def attention(m: Mapper, path: str, impl: str) -> None:
         m.set(path, "model.attn_implementation", impl)
 
 
-# Chat template names of Axolotl and LLaMA-Factory -> ftwb family names, best first.
+# Chat template names of Axolotl and LLaMA-Factory -> ftwb template names, best first. Only
+# templates that render the same text are listed: a family whose turn format changed between
+# versions (phi-4, llama 4, deepseek v3) keeps its own name, so it resolves or is reported.
 TEMPLATE_FAMILIES = {
-    "chatml": ["chatml"], "chatml_de": ["chatml"], "yi": ["chatml"],
-    "qwen": ["qwen", "chatml"], "qwen_25": ["qwen", "chatml"], "qwen2": ["qwen", "chatml"],
-    "qwen3": ["qwen3", "qwen"], "qwen3_nothink": ["qwen3_nothink", "qwen3", "qwen"],
-    "qwen3_5": ["qwen3", "qwen"],
-    "llama3": ["llama3"], "llama3_2": ["llama3"], "llama4": ["llama4", "llama3"],
-    "llama2": ["llama2"], "mistral": ["mistral"], "mistral_v1": ["mistral"], "mistral_v2v3": ["mistral"],
+    "chatml": ["chatml"], "chatml_de": ["chatml"],
+    "qwen": ["qwen"], "qwen_25": ["qwen"], "qwen2": ["qwen"], "qwen2_5": ["qwen"],
+    "qwen3": ["qwen3"], "qwen3_nothink": ["qwen3_nothink", "qwen3"], "qwen3_5": ["qwen3"],
+    "llama3": ["llama3"], "llama3_2": ["llama3"], "llama3_1": ["llama3"],
+    "mistral": ["mistral"], "mistral_v1": ["mistral"], "mistral_v2v3": ["mistral"],
     "mistral_v3_tekken": ["mistral"], "mistral_v7_tekken": ["mistral"], "ministral": ["mistral"],
-    "mistral_small": ["mistral"],
-    "gemma": ["gemma"], "gemma2": ["gemma"], "gemma3": ["gemma3", "gemma"], "gemma3n": ["gemma3", "gemma"],
-    "phi": ["phi"], "phi_3": ["phi3", "phi"], "phi_35": ["phi3", "phi"], "phi4": ["phi4", "phi"],
-    "phi_small": ["phi"], "phi4_mini": ["phi4", "phi"],
-    "deepseek": ["deepseek"], "deepseek_v2": ["deepseek"], "deepseek3": ["deepseek3", "deepseek"],
-    "deepseek_v3": ["deepseek3", "deepseek"], "deepseekr1": ["deepseek3", "deepseek"],
-    "cohere": ["cohere"], "command_a": ["cohere"],
+    "gemma": ["gemma"], "gemma2": ["gemma"], "gemma3": ["gemma3", "gemma"],
+    "phi": ["phi"], "phi_3": ["phi"], "phi_35": ["phi"], "phi3": ["phi"],
+    "deepseekr1": ["deepseek_r1"], "deepseek_r1": ["deepseek_r1"],
 }
 
 
-def shipped_templates() -> set[str]:
-    """Names of the chat templates ftwb ships (engine/data/templates/*), plus chatml."""
-    names = {"chatml"}
+def template_resolves(name: str) -> bool:
     try:
-        from engine.data import template as T
+        from engine.data.templates import resolve
+    except ImportError:
+        return name == "chatml"
+    try:
+        resolve(name)
+        return True
+    except ValueError:
+        return False
 
-        for attr in ("TEMPLATE_NAMES", "NAMED_TEMPLATES", "TEMPLATES"):
-            got = getattr(T, attr, None)
-            if isinstance(got, (dict, list, tuple, set, frozenset)):
-                names |= {str(n) for n in got}
-    except Exception:  # noqa: BLE001 - a half-edited template module must not break imports
-        pass
-    folder = Path(__file__).resolve().parents[1] / "data" / "templates"
-    if folder.is_dir():
-        names |= {p.name.split(".")[0] for p in folder.iterdir() if p.is_file() and not p.name.startswith(("_", "."))}
-    return names
+
+def shipped_templates() -> list[str]:
+    try:
+        from engine.data.templates import names
+    except ImportError:
+        return ["chatml"]
+    return names()
 
 
 def template_name(m: Mapper, path: str, raw: str) -> None:
-    """A named chat template of the source tool -> model.chat_template NAME (resolved at pre-flight:
-    the tokenizer's own template of that family, else the one ftwb ships, else refused)."""
+    """A named chat template of the source tool -> model.chat_template NAME when ftwb ships that
+    template; otherwise listed as ignored (the tokenizer's own template is used), with the fix."""
     key = raw.strip().lower()
     candidates = TEMPLATE_FAMILIES.get(key, [key])
-    shipped = shipped_templates()
-    name = next((c for c in candidates if c in shipped), candidates[0])
-    note = None
-    if name != raw:
-        note = f"{raw!r} is ftwb's {name!r} template"
-    if name not in shipped:
-        note = (f"ftwb ships no {name!r} template: it resolves to the tokenizer's own when that is a {name} "
-                "template, else pre-flight refuses it; set model.chat_template to a Jinja string or a template "
-                f"ftwb ships ({', '.join(sorted(shipped))})")
-    m.set(path, "model.chat_template", name, note)
+    name = next((c for c in candidates if template_resolves(c)), None)
+    if name is None:
+        m.ignore(path, f"ftwb ships no {raw!r} template, so the tokenizer's own template is used; if that is not "
+                       f"a {raw} template, set model.chat_template to its Jinja text or one ftwb ships "
+                       f"({', '.join(shipped_templates())})")
+        return
+    m.set(path, "model.chat_template", name, f"{raw!r} is ftwb's {name!r} template" if name != key else None)
