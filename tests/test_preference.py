@@ -130,7 +130,7 @@ def test_pairs_share_the_prompt_and_train_only_the_answers(demo):
     ("sft", "preference", False, ["preference pairs", "train.objective: dpo", "data.sft_on_chosen: true"]),
     ("sft", "kto", False, ["KTO rows", "labelled false", "train.objective: kto"]),
     ("dpo", "kto", False, ["KTO rows", "needs chosen/rejected pairs"]),
-    ("kto", "kto", False, ["kto is not available", "dpo or orpo"]),
+    ("kto", "chat", False, ["chat data", "labelled true/false", "train.objective: sft"]),
 ])
 def test_objective_and_data_mismatches_are_refused_with_what_to_set(objective, fmt, sft_on_chosen, expect):
     msg = DP.objective_problem(objective, fmt, sft_on_chosen)
@@ -144,6 +144,8 @@ def test_matching_objectives_pass():
     assert DP.objective_problem("orpo", "preference") is None
     assert DP.objective_problem("sft", "chat") is None
     assert DP.objective_problem("sft", "preference", sft_on_chosen=True) is None
+    assert DP.objective_problem("kto", "kto") is None
+    assert DP.objective_problem("kto", "preference") is None  # each pair: a good and a bad row
 
 
 def test_prepare_refuses_sft_on_preference_data_and_says_so_when_asked_for(demo):
@@ -343,3 +345,67 @@ def test_config_validates_preference_fields():
         C.from_dict({"preference": {"beta": 0}})
     cfg = C.from_dict({"train": {"objective": "dpo"}, "preference": {"beta": 0.05, "rpo_alpha": 1}})
     assert cfg.preference.rpo_alpha == 1.0 and "preference.label_smoothing" in C.field_help()
+
+
+def test_multi_turn_prompts_compare_only_the_final_answers(demo):
+    ex = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello there"},
+                       {"role": "user", "content": "and the ticket?"},
+                       {"role": "assistant", "content": '{"category":"billing"}'}],
+          "rejected": {"role": "assistant", "content": "Thanks for reaching out."}}
+    items, _ = DP.tokenize_pairs(demo.tok, [ex], "assistant", 256, "truncate", cache=False)
+    it = items[0]
+    chosen = demo.tok.decode([x for x in it["labels"] if x != IGNORE])
+    rejected = demo.tok.decode([x for x in it["rejected_labels"] if x != IGNORE])
+    assert "hello there" not in chosen and chosen.startswith('{"category":"billing"}')
+    assert "hello there" not in rejected and rejected.startswith("Thanks for reaching out.")
+    assert DP.last_answer_only([IGNORE, 5, 6, IGNORE, 7, 8, IGNORE]) == [IGNORE] * 4 + [7, 8, IGNORE]
+
+
+def test_kto_loss_matches_a_direct_computation_with_the_mismatched_kl_term(demo):
+    beta, wd, wu = 0.2, 1.0, 1.5
+    examples = [{"messages": [{"role": "user", "content": f"ticket {i}: my order is late"},
+                              {"role": "assistant", "content": ans}], "label": good}
+                for i, (ans, good) in enumerate([('{"category":"shipping"}', True), ("Thanks!", False),
+                                                  ('{"category":"billing"}', True), ("We are sorry.", False)])]
+    items, stats = DP.tokenize_labelled(demo.tok, examples, "assistant", 256, "truncate", cache=False)
+    assert [it["kto_label"] for it in items] == [True, False, True, False] and stats["rows_out"] == 4
+    # the KL sequence of row i is row i's prompt with row i-1's answer
+    kl_answer = demo.tok.decode([x for x in items[1]["kl_labels"] if x != IGNORE])
+    assert kl_answer.startswith('{"category":"shipping"}')
+    obj = _objective(demo, objective="kto", beta=beta, desirable_weight=wd, undesirable_weight=wu)
+    with torch.no_grad():
+        got = obj.step([items], backward=False)
+    pol, ref = [], []
+    for it in items:
+        pol.append((_direct_logps(demo.model, it["input_ids"], it["labels"]),
+                    _direct_logps(demo.model, it["kl_ids"], it["kl_labels"])))
+        with torch.no_grad(), demo.model.disable_adapter():
+            ref.append((_direct_logps(demo.model, it["input_ids"], it["labels"]),
+                        _direct_logps(demo.model, it["kl_ids"], it["kl_labels"])))
+    kl = max(0.0, sum(p[1] - r[1] for p, r in zip(pol, ref)) / len(items))
+    sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+    losses, rewards = [], []
+    for it, p, r in zip(items, pol, ref):
+        ratio = p[0] - r[0]
+        rewards.append(beta * ratio)
+        losses.append(wd * (1 - sig(beta * (ratio - kl))) if it["kto_label"] else wu * (1 - sig(beta * (kl - ratio))))
+    assert got["loss"] == pytest.approx(sum(losses) / len(losses), rel=1e-4, abs=1e-5)
+    assert got["kl"] == pytest.approx(kl, rel=1e-4, abs=1e-5)
+    assert got["rewards_chosen"] == pytest.approx((rewards[0] + rewards[2]) / 2, rel=1e-4, abs=1e-5)
+    assert got["rewards_rejected"] == pytest.approx((rewards[1] + rewards[3]) / 2, rel=1e-4, abs=1e-5)
+    right = (rewards[0] > 0) + (rewards[2] > 0) + (rewards[1] < 0) + (rewards[3] < 0)
+    assert got["reward_accuracy"] == pytest.approx(right / 4)
+
+
+def test_kto_on_preference_pairs_trains_each_pair_as_a_good_and_a_bad_row(demo):
+    from engine.data.load import load_rows
+    from engine.data.normalize import normalize_rows
+
+    loaded = load_rows(demo.cfg.data.path)
+    loaded.rows = loaded.rows[:3]
+    examples, rows, _ = normalize_rows(loaded, "preference")
+    items, _ = DP.tokenize_labelled(demo.tok, examples, "assistant", 256, "truncate", rows=rows, cache=False)
+    assert [(it["row"], it["kto_label"]) for it in items] == [(0, True), (0, False), (1, True), (1, False),
+                                                              (2, True), (2, False)]
+    assert items[0]["input_ids"] == demo.items[0]["input_ids"]
+    assert items[1]["input_ids"] == demo.items[0]["rejected_ids"]

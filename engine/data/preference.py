@@ -43,9 +43,11 @@ def objective_problem(objective: str, fmt: str, sft_on_chosen: bool = False) -> 
         return (f"the dataset is {what}, but train.objective {objective} needs preference pairs (prompt, "
                 "chosen, rejected); use a preference dataset, or set train.objective: sft")
     if objective == "kto":
-        return ("train.objective kto is not available in this version of ftwb; train chosen/rejected pairs "
-                "with train.objective: dpo or orpo")
-    return f"train.objective: {objective!r} is not known; use sft, dpo or orpo"
+        if fmt in LABELLED_FORMATS or fmt in PAIR_FORMATS:  # pairs train as a good and a bad row each
+            return None
+        return (f"the dataset is {what}, but train.objective kto needs answers labelled true/false (or "
+                "chosen/rejected pairs); use such a dataset, or set train.objective: sft")
+    return f"train.objective: {objective!r} is not known; use sft, dpo, orpo or kto"
 
 
 def check_objective(cfg, fmt: str, emit=None, source: str | None = None) -> None:
@@ -59,8 +61,42 @@ def check_objective(cfg, fmt: str, emit=None, source: str | None = None) -> None
                      "the rejected answers are not used")
 
 
+def dataset_problem(cfg) -> str | None:
+    """objective_problem for the dataset at cfg.data.path, read and detected as training
+    will (for the launcher to refuse a run before any process starts); None when it fits
+    or cannot be read here (the engine then reports the data problem itself)."""
+    from pathlib import Path
+
+    from engine.data.detect import detect_format
+    from engine.data.load import load_rows
+
+    from engine.demo import resolve_data_path
+
+    d = cfg.data
+    path = resolve_data_path(d.path) if isinstance(d.path, str) else None
+    if path is None or not Path(path).expanduser().exists():
+        return None
+    fmt = d.format
+    try:
+        if fmt == "auto":
+            fmt = detect_format(load_rows(path).rows)[0]
+    except (DataError, OSError):
+        return None
+    problem = objective_problem(cfg.train.objective, fmt, d.sft_on_chosen)
+    return f"{path}: {problem}" if problem else None
+
+
 def is_pairwise(cfg) -> bool:
     return cfg.train.objective in PAIRWISE
+
+
+def tokenize_fn(cfg):
+    """The tokeniser of cfg's objective (the call shape of tokenize_all), or None for SFT."""
+    if cfg.train.objective in PAIRWISE:
+        return tokenize_pairs
+    if cfg.train.objective == "kto":
+        return tokenize_labelled
+    return None
 
 
 def sides(example: dict) -> tuple[dict, dict]:
@@ -74,8 +110,8 @@ def sides(example: dict) -> tuple[dict, dict]:
 
 
 def item_length(item: dict) -> int:
-    """Tokens an item puts into a batch (both sides of a pair)."""
-    return len(item["input_ids"]) + len(item.get("rejected_ids", ()))
+    """Tokens an item puts into a batch (both sides of a pair; a KTO row and its KL sequence)."""
+    return len(item["input_ids"]) + len(item.get("rejected_ids", item.get("kl_ids", ())))
 
 
 def tokenize_pairs(tokenizer, examples: list[dict], train_on: str, max_seq_len: int, overlong: str, *,
@@ -93,7 +129,8 @@ def tokenize_pairs(tokenizer, examples: list[dict], train_on: str, max_seq_len: 
     for it in chosen:
         r = by_row.get(it["row"])
         if r is not None:
-            items.append({**it, "rejected_ids": r["input_ids"], "rejected_labels": r["labels"]})
+            items.append({**it, "labels": last_answer_only(it["labels"]), "rejected_ids": r["input_ids"],
+                          "rejected_labels": last_answer_only(r["labels"])})
     stats = {k: st_c.get(k, 0) + st_r.get(k, 0) for k in ("truncated", "dropped_overlong", "dropped_no_trainable",
                                                            "dropped_template", "truncated_cut_assistant",
                                                            "tokens", "trainable_tokens")}
@@ -110,10 +147,74 @@ def tokenize_pairs(tokenizer, examples: list[dict], train_on: str, max_seq_len: 
     return items, stats
 
 
+def last_answer_only(labels: list[int]) -> list[int]:
+    """Labels of the final answer alone: earlier assistant turns of a multi-turn prompt are
+    context that chosen and rejected share, not part of what is compared."""
+    end = len(labels)
+    while end and labels[end - 1] == IGNORE:
+        end -= 1
+    start = end
+    while start and labels[start - 1] != IGNORE:
+        start -= 1
+    return [IGNORE] * start + labels[start:end] + [IGNORE] * (len(labels) - end)
+
+
 def side_items(item: dict) -> list[dict]:
-    """The two sequences of a pair item as plain SFT-shaped items: [chosen, rejected]."""
+    """The two sequences of an item as plain SFT-shaped items: [chosen, rejected] of a pair,
+    [answer, mismatched KL answer] of a KTO row."""
+    second = "rejected" if "rejected_ids" in item else "kl"
     return [{"input_ids": item["input_ids"], "labels": item["labels"], "row": item.get("row")},
-            {"input_ids": item["rejected_ids"], "labels": item["rejected_labels"], "row": item.get("row")}]
+            {"input_ids": item[f"{second}_ids"], "labels": item[f"{second}_labels"], "row": item.get("row")}]
+
+
+def unpaired(examples: list[dict], rows: list[int]) -> tuple[list[dict], list[int]]:
+    """KTO rows from examples: labelled rows as they are, a pair as its chosen answer
+    (label true) and its rejected answer (label false)."""
+    out, out_rows = [], []
+    for ex, row in zip(examples, rows):
+        if "rejected" in ex:
+            chosen, rejected = sides(ex)
+            out += [{**chosen, "label": True}, {**rejected, "label": False}]
+            out_rows += [row, row]
+        else:
+            out.append(ex)
+            out_rows.append(row)
+    return out, out_rows
+
+
+def tokenize_labelled(tokenizer, examples: list[dict], train_on: str, max_seq_len: int, overlong: str, *,
+                      rows: list[int] | None = None, cache=True, cache_extra: str = "") -> tuple[list[dict], dict]:
+    """KTO items: each row's answer with its label, plus a KL sequence, the row's prompt with
+    the answer of the row before it (completions rotated by one, as TRL builds its KL
+    pairs), whose log-ratio estimates the policy's drift from the reference."""
+    rows = list(range(len(examples))) if rows is None else list(rows)
+    examples, rows = unpaired(examples, rows)
+    n = len(examples)
+    kl_examples = [{**{k: v for k, v in ex.items() if k not in ("messages", "label")},
+                    "messages": ex["messages"][:-1] + [examples[i - 1]["messages"][-1]]}
+                   for i, ex in enumerate(examples)]
+    plain = [{k: v for k, v in ex.items() if k != "label"} for ex in examples]
+    pos = list(range(n))  # joined by position: a pair gives two rows from one source row
+    main, st = tokenize_all(tokenizer, plain, train_on, max_seq_len, overlong, rows=pos, cache=cache,
+                            cache_extra=cache_extra + ":kto")
+    kl, st_kl = tokenize_all(tokenizer, kl_examples, train_on, max_seq_len, overlong, rows=pos, cache=cache,
+                             cache_extra=cache_extra + ":kto-kl")
+    kl_at = {it["row"]: it for it in kl}
+    items = []
+    for it in main:
+        k = kl_at.get(it["row"])
+        if k is not None:
+            p = it["row"]
+            items.append({"input_ids": it["input_ids"], "labels": last_answer_only(it["labels"]), "row": rows[p],
+                          "kto_label": bool(examples[p]["label"]), "kl_ids": k["input_ids"],
+                          "kl_labels": last_answer_only(k["labels"])})
+    stats = {key: st.get(key, 0) for key in ("truncated", "dropped_overlong", "dropped_no_trainable",
+                                             "dropped_template", "truncated_cut_assistant", "tokens",
+                                             "trainable_tokens")}
+    stats["rows_in"], stats["rows_out"] = n, len(items)
+    stats["dropped_rows"] = [{"row": rows[d["row"]], "reason": d["reason"]} for d in st.get("dropped_rows", [])]
+    stats["cache"] = st.get("cache") if st.get("cache") == st_kl.get("cache") else "partial"
+    return items, stats
 
 
 def trained_count(labels: list[int]) -> int:

@@ -59,7 +59,7 @@ def prepare(cfg, tokenizer, emit=None) -> Prepared:
     dropped_rows = []
     for name in ("train", "val", "test"):
         idx = mixed.weighted(parts["train"], d.split_seed) if name == "train" else parts[name]
-        tokenize_fn = preference.tokenize_pairs if preference.is_pairwise(cfg) else tokenize_all
+        tokenize_fn = preference.tokenize_fn(cfg) or tokenize_all
         items, st = tokenize_fn(tokenizer, [examples[i] for i in idx], d.train_on, d.max_seq_len, d.overlong,
                                 rows=[rows[i] for i in idx], cache_extra=f"{digest}:{fmt}:{name}")
         out[name] = items

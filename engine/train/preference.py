@@ -1,10 +1,11 @@
 """Preference objectives in the engine's own loop: DPO (sigmoid, IPO, hinge; label
-smoothing; the RPO NLL term) and ORPO.
+smoothing; the RPO NLL term), ORPO, and KTO (unpaired rows labelled good or bad).
 
 A micro-batch of pairs is collated as SFT collates examples, chosen and rejected as
 separate sequences [c0, r0, c1, r1, ...] (packed padding-free with attention kept inside
 each sequence, or padded rows), so whatever `pack.collate` builds (a block mask, position
-ids, sequence boundaries) isolates them. Per-sequence log-probs are sums of per-token
+ids, sequence boundaries) isolates them; a KTO row and its mismatched KL sequence take
+the two places of a pair. Per-sequence log-probs are sums of per-token
 log-probs grouped by a per-token sequence index, which works for packed and padded
 batches alike.
 
@@ -29,9 +30,10 @@ from engine.train.loss import CHUNK_TOKENS, _decoder_and_head
 IGNORE = -100
 REFERENCE_FILE = "reference_logps.json"
 REWARD_KEYS = ("rewards_chosen", "rewards_rejected", "reward_margin", "reward_accuracy",
-               "logps_chosen", "logps_rejected")
+               "logps_chosen", "logps_rejected", "kl")
 
-__all__ = ["collate_pairs", "sequence_logps", "dpo_losses", "orpo_losses", "PreferenceObjective", "item_length"]
+__all__ = ["collate_pairs", "sequence_logps", "dpo_losses", "orpo_losses", "kto_losses", "PreferenceObjective",
+           "item_length"]
 
 
 # ---------------------------------------------------------------- batches
@@ -53,6 +55,8 @@ def collate_pairs(items: list[dict], packing: bool, pad_id: int, attn: str = "sd
     batch["num_sequences"] = len(seqs)
     batch["ref_logps"] = ([it["ref_chosen"] for it in items], [it["ref_rejected"] for it in items]) \
         if items and "ref_chosen" in items[0] else None
+    if items and "kto_label" in items[0]:
+        batch["kto_labels"] = [it["kto_label"] for it in items]
     return batch
 
 
@@ -136,6 +140,20 @@ def dpo_losses(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: f
     return losses, beta * chosen_ratio.detach(), beta * rejected_ratio.detach()
 
 
+def kto_losses(policy, ref, policy_kl, ref_kl, good, beta: float, desirable_weight: float = 1.0,
+               undesirable_weight: float = 1.0):
+    """Per-row KTO losses (Eq. 7 of the KTO paper, as TRL computes it), rewards
+    beta * log-ratio, and the KL estimate: the mean log-ratio of the mismatched KL
+    sequences, detached and clamped at 0."""
+    import torch
+
+    kl = (policy_kl - ref_kl).mean().detach().clamp(min=0)
+    ratio = policy - ref
+    losses = torch.where(good, desirable_weight * (1 - torch.sigmoid(beta * (ratio - kl))),
+                         undesirable_weight * (1 - torch.sigmoid(beta * (kl - ratio))))
+    return losses, beta * ratio.detach(), kl
+
+
 def _log1mexp(x):
     """log(1 - exp(x)) for x < 0, stable at both ends."""
     import torch
@@ -162,8 +180,9 @@ class PreferenceObjective:
         self.cfg, self.model, self.pad_id, self.attn, self.device = cfg, model, pad_id, attn, device
         self.p = cfg.preference
         self.objective = cfg.train.objective
-        self.uses_adapter_reference = self.objective == "dpo" and cfg.method != "full"
-        self.needs_cached_reference = self.objective == "dpo" and cfg.method == "full"
+        with_reference = self.objective in ("dpo", "kto")  # ORPO needs none
+        self.uses_adapter_reference = with_reference and cfg.method != "full"
+        self.needs_cached_reference = with_reference and cfg.method == "full"
 
     # ---- reference
     def reference_logps(self, batch: dict):
@@ -235,6 +254,17 @@ class PreferenceObjective:
             ratio, rew_c, rew_r = orpo_losses(pc / nc.clamp(min=1), pr / nr.clamp(min=1), p.beta)
             losses = -ratio
             nll_weight = 1.0
+        elif self.objective == "kto":
+            # pc, pr: each row's answer and its KL sequence (see collate_pairs)
+            import torch
+
+            rc, rr = self.reference_logps(batch)
+            good = torch.tensor(batch["kto_labels"], dtype=torch.bool, device=pc.device)
+            losses, rewards, kl = kto_losses(pc, rc, pr, rr, good, p.beta, p.desirable_weight, p.undesirable_weight)
+            good_f = good.float()
+            return {"losses": losses, "rewards": rewards, "kto_labels": good, "kl": float(kl),
+                    "nll_sum": -(pc * good_f).sum(), "chosen_tokens": float((nc * good_f).sum()), "nll_weight": 0.0,
+                    "logps_chosen": pc.detach()[good], "logps_rejected": pc.detach()[~good]}
         else:
             raise ValueError(f"{self.objective} is not a pairwise objective")
         return {"losses": losses, "rewards_chosen": rew_c, "rewards_rejected": rew_r,
@@ -287,7 +317,7 @@ class PreferenceObjective:
                 tokens += t["chosen_tokens"]
                 stats.add(t)
         self.model.train(was_training)
-        weight = self.p.rpo_alpha if self.objective == "dpo" else 1.0
+        weight = {"dpo": self.p.rpo_alpha, "orpo": 1.0}.get(self.objective, 0.0)  # of the chosen NLL
         mean_nll = nll / max(tokens, 1.0)
         out = {"loss": total / len(items) + weight * mean_nll, "nll": mean_nll,
                "perplexity": math.exp(min(mean_nll, 50.0))}
@@ -296,24 +326,42 @@ class PreferenceObjective:
 
 
 class _Stats:
-    """Running means of the per-pair reward statistics."""
+    """Running means of the reward statistics: per pair, or for KTO per row (chosen = the
+    rows labelled good, rejected = those labelled bad; accuracy = the share of rows whose
+    reward has the sign of their label; kl = the mean KL estimate)."""
 
     def __init__(self):
-        self.vals: dict[str, list[float]] = {k: [] for k in ("c", "r", "lc", "lr")}
+        self.vals: dict[str, list[float]] = {k: [] for k in ("c", "r", "lc", "lr", "good", "bad", "kl")}
 
     def add(self, t: dict) -> None:
-        self.vals["c"] += t["rewards_chosen"].tolist()
-        self.vals["r"] += t["rewards_rejected"].tolist()
+        if "kto_labels" in t:
+            for reward, good in zip(t["rewards"].tolist(), t["kto_labels"].tolist()):
+                self.vals["good" if good else "bad"].append(reward)
+            self.vals["kl"].append(t["kl"])
+        else:
+            self.vals["c"] += t["rewards_chosen"].tolist()
+            self.vals["r"] += t["rewards_rejected"].tolist()
         self.vals["lc"] += t["logps_chosen"].tolist()
         self.vals["lr"] += t["logps_rejected"].tolist()
 
     def summary(self) -> dict[str, float]:
-        c, r = self.vals["c"], self.vals["r"]
+        v = self.vals
+
+        def mean(xs):
+            return sum(xs) / len(xs) if xs else 0.0
+
+        if v["kl"]:
+            good, bad = v["good"], v["bad"]
+            right = sum(1 for x in good if x > 0) + sum(1 for x in bad if x < 0)
+            return {"rewards_chosen": mean(good), "rewards_rejected": mean(bad),
+                    "reward_margin": mean(good) - mean(bad), "reward_accuracy": right / max(len(good) + len(bad), 1),
+                    "logps_chosen": mean(v["lc"]), "logps_rejected": mean(v["lr"]), "kl": mean(v["kl"])}
+        c, r = v["c"], v["r"]
         n = max(len(c), 1)
         return {"rewards_chosen": sum(c) / n, "rewards_rejected": sum(r) / n,
                 "reward_margin": sum(a - b for a, b in zip(c, r)) / n,
                 "reward_accuracy": sum(1.0 for a, b in zip(c, r) if a > b) / n,
-                "logps_chosen": sum(self.vals["lc"]) / n, "logps_rejected": sum(self.vals["lr"]) / n}
+                "logps_chosen": mean(v["lc"]), "logps_rejected": mean(v["lr"])}
 
 
 def _items_key(splits: dict[str, list[dict]]) -> str:
@@ -321,7 +369,7 @@ def _items_key(splits: dict[str, list[dict]]) -> str:
     for name in sorted(splits):
         h.update(name.encode())
         for it in splits[name]:
-            h.update(json.dumps([it["input_ids"], it["labels"], it["rejected_ids"], it["rejected_labels"]]).encode())
+            h.update(json.dumps([[s["input_ids"], s["labels"]] for s in side_items(it)]).encode())
     return h.hexdigest()[:16]
 
 
