@@ -118,3 +118,52 @@ def test_token_view_of_a_preference_row_shows_both_sides_with_their_masks():
     assert chosen.startswith(row["chosen"][0]["content"]) and rejected.startswith(row["rejected"][0]["content"])
     plain = tokens_text(tv).plain
     assert plain.index("▌chosen") < plain.index("▌rejected")
+
+
+def _write_run(root, name, margins):
+    run = root / name
+    run.mkdir()
+    cfg = C.RunConfig()
+    cfg.train.objective = "dpo"
+    C.save(cfg, run / "config.yaml")
+    w = EventWriter(run / "events.jsonl")
+    w.emit("hello", pid=1, devices=[], resumed_from_step=0)
+    for s, m in enumerate(margins, 1):
+        e = _metric(s, m, 0.5 + 0.05 * s)
+        e.pop("type")
+        w.emit("metric", **e)
+    w.emit("eval", step=len(margins), val_loss=0.5, perplexity=2.0, reward_margin=margins[-1] / 2,
+           reward_accuracy=0.75)
+    w.emit("done", status="completed", summary={"steps": len(margins)})
+    w.close()
+    return run
+
+
+def test_runs_screen_compares_reward_margins_of_preference_runs(tmp_path):
+    from tui.services.run_history import load_curves
+
+    a = _write_run(tmp_path, "a-dpo", [0.0, 0.4, 0.8])
+    c = load_curves(a)
+    assert c.margin.last() == (3, 0.4) and c.accuracy.last() == (3, 0.75)  # validation values when evaluated
+
+
+async def test_runs_screen_overlays_margins_with_g(tmp_path):
+    from tui.app import FtwbApp
+    from tui.services.open_target import resolve
+
+    _write_run(tmp_path, "20260101-000000-a", [0.0, 0.4, 0.8])
+    _write_run(tmp_path, "20260101-000001-b", [0.0, 1.0, 2.0])
+    app = FtwbApp(resolve(None), theme="ftwb-dark", runs_dir=str(tmp_path), sample_devices=False)
+    async with app.run_test(size=(160, 45)) as pilot:
+        app.switch_mode("runs")
+        await wait_for(pilot, lambda: len(getattr(app.screen, "runs", [])) == 2)
+        screen = app.screen
+        for _ in range(2):
+            screen.action_toggle_select()
+            screen.table.move_cursor(row=1)
+        await wait_for(pilot, lambda: len(screen._curves) == 2)
+        await pilot.press("g")
+        await pilot.pause(0.2)
+        chart = screen.query_one("#runs-chart")
+        assert chart.title == "reward margin overlay"
+        assert "margin 0.4 acc 75%" in chart.legend.plain and "margin 1 acc 75%" in chart.legend.plain

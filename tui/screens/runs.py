@@ -61,6 +61,8 @@ class RunsScreen(Screen):
         Binding("o", "overlay", "Overlay", id="runs.overlay", show=False,
                 tooltip="Overlay the loss curves of the selected runs"),
         Binding("v", "diff", "Diff", id="runs.diff", show=False, tooltip="Config diff of two selected runs"),
+        Binding("g", "toggle_rewards", "Margin", id="runs.rewards", show=False,
+                tooltip="Preference runs: overlay the reward margin instead of the loss"),
         Binding("u", "resume", "Resume", id="runs.resume", show=False,
                 tooltip="Resume the run under the cursor from its last checkpoint"),
         Binding("f5", "refresh_runs", "Refresh", id="runs.refresh", show=False,
@@ -71,6 +73,8 @@ class RunsScreen(Screen):
         super().__init__(**kw)
         self.runs: list = []
         self.selected: set[str] = set()
+        self.show_margin = False  # overlay reward margins (preference runs) instead of losses
+        self._curves: list = []
         self.lineage: ra.Lineage | None = None
         self.results: dict | None = None      # eval results of the run under the cursor
         self.samples: list[dict] = []
@@ -440,16 +444,34 @@ class RunsScreen(Screen):
         self.app.call_from_thread(self._show_curves, curves)
 
     def _show_curves(self, curves: list) -> None:
+        self._curves = curves
+        margin = self.show_margin and any(c.margin is not None for c in curves)
         lines, legend = [], Text()
         for i, c in enumerate(curves):
             color = PALETTE[i % len(PALETTE)]
-            lines.append(ChartLine(c.name, c.train.x, c.train.y, color))
-            if len(c.val):
-                lines.append(ChartLine(c.name + " val", c.val.x, c.val.y, f"bold {color}"))
-            legend.append(f"━ {c.name}  ", color)
+            if margin:
+                if c.margin is not None:
+                    lines.append(ChartLine(c.name, c.margin.x, c.margin.y, color))
+            else:
+                lines.append(ChartLine(c.name, c.train.x, c.train.y, color))
+                if len(c.val):
+                    lines.append(ChartLine(c.name + " val", c.val.x, c.val.y, f"bold {color}"))
+            legend.append(f"━ {c.name}", color)
+            if c.margin is not None:  # a preference run: its last margin and accuracy, to compare
+                acc = c.accuracy.last() if c.accuracy is not None else None
+                legend.append(f" margin {c.margin.last()[1]:.3g}" + (f" acc {acc[1]:.0%}" if acc else ""), "dim")
+            legend.append("  ")
         chart = self.query_one(LineChart)
-        chart.title = "overlay" if len(curves) > 1 else "loss curves"
+        if margin:
+            chart.title = "reward margin overlay" if len(curves) > 1 else "reward margin"
+        else:
+            chart.title = "overlay" if len(curves) > 1 else "loss curves"
         chart.set_lines(lines, legend=legend)
+
+    def action_toggle_rewards(self) -> None:
+        self.show_margin = not self.show_margin
+        if self._curves:
+            self._show_curves(self._curves)
 
     def action_diff(self) -> None:
         paths = sorted(self.selected)

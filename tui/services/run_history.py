@@ -17,10 +17,13 @@ class Curves:
     name: str
     train: Series
     val: Series
+    margin: Series | None = None    # preference runs: reward margin and accuracy (validation
+    accuracy: Series | None = None  # when the run evaluated, else the training steps')
 
 
 def load_curves(run_dir: Path) -> Curves:
     train, val = Series("train"), Series("val")
+    rewards = {(t, k): Series(k) for t in ("metric", "eval") for k in ("reward_margin", "reward_accuracy")}
     for e in ev.read_all(Path(run_dir) / rundir.EVENTS):
         t = e.get("type")
         if t == "metric":
@@ -31,7 +34,14 @@ def load_curves(run_dir: Path) -> Curves:
             v = as_float(e.get("val_loss"))
             if v is not None:
                 val.append(as_float(e.get("step")) or 0, v)
-    return Curves(Path(run_dir).name, train, val)
+        if t in ("metric", "eval"):
+            for k in ("reward_margin", "reward_accuracy"):
+                v = as_float(e.get(k))
+                if v is not None:
+                    rewards[t, k].append(as_float(e.get("step")) or 0, v)
+    src = "eval" if len(rewards["eval", "reward_margin"]) else "metric"
+    margin, acc = rewards[src, "reward_margin"], rewards[src, "reward_accuracy"]
+    return Curves(Path(run_dir).name, train, val, margin if len(margin) else None, acc if len(acc) else None)
 
 
 def config_diff(a: Path, b: Path) -> list[tuple[str, object, object]]:
