@@ -210,3 +210,27 @@ def test_cheap_check_imports_no_heavy_library():
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_evals_and_saves_per_epoch_become_steps_in_a_real_run(tmp_path):
+    """Imported `evals_per_epoch`/`saves_per_epoch` turn into step intervals once the
+    engine knows an epoch's steps; the run evaluates and checkpoints at those steps."""
+    from engine_helpers import events_of, only_run, small_demo_config
+
+    rows = tmp_path / "tickets40.jsonl"  # a short epoch keeps the run short
+    rows.write_text("\n".join((ROOT / "sample_data" / "tickets.jsonl").read_text().splitlines()[:40]) + "\n")
+    cfg = small_demo_config(max_steps=0, epochs=1.0, evals_per_epoch=2, saves_per_epoch=1, eval_every=1000,
+                            save_every=1000)
+    cfg.data.path, cfg.data.packing, cfg.train.micro_batch_size = str(rows), False, 2
+    r = ftwb("train", str(write_config(cfg, tmp_path / "run.yaml")), "--runs-dir", str(tmp_path / "runs"),
+             timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    events = events_of(only_run(tmp_path / "runs"))
+    per_epoch = next(e["total_steps"] for e in events if e["type"] == "progress")
+    every = max(1, per_epoch // 2)
+    logs = [e["message"] for e in events if e["type"] == "log"]
+    assert f"train.eval_every: {every} steps (2 per epoch of {per_epoch} steps)" in logs
+    assert f"train.save_every: {per_epoch} steps (1 per epoch of {per_epoch} steps)" in logs
+    evals = [e["step"] for e in events if e["type"] == "eval"]
+    assert every in evals and all(s % every == 0 or s == per_epoch for s in evals), evals
