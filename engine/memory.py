@@ -58,6 +58,8 @@ class Assumptions:
     # lm_head + cross-entropy computed over chunks of tokens: only one chunk's logits live.
     chunked_logits: bool = True
     logits_chunk_tokens: int = 2048  # engine.train.loss.CHUNK_TOKENS
+    # ... unless all the fp32 logits stay under this many bytes: then one plain pass
+    logits_no_recompute_bytes: int = 256 * MiB  # engine.train.loss.NO_RECOMPUTE_BYTES
     # The loss upcasts logits to fp32 (HF's default loss does); else it stays in compute dtype.
     loss_upcast_fp32: bool = True
     # Attention route of packed rows; None = what engine.train.attention picks for
@@ -341,7 +343,8 @@ def estimate(cfg: RunConfig, model_config: dict[str, Any], gpu_total_bytes: int 
 
     # ---- logits and loss: compute-dtype logits, the (fp32) log-softmax kept for backward,
     # and its gradient and the input gradient during backward.
-    lt = min(tokens, A.logits_chunk_tokens) if A.chunked_logits else tokens
+    small = tokens * shape.vocab * 4 <= A.logits_no_recompute_bytes
+    lt = min(tokens, A.logits_chunk_tokens) if A.chunked_logits and not small else tokens
     logit_b = 4 if (A.loss_upcast_fp32 or (cfg.method == "qlora" and A.kbit_upcast_fp32)) else b
     per_tok = shape.vocab * (b + 3 * logit_b)
     # The chunked loss also keeps the final hidden states and their gather of trained positions.

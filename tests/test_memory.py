@@ -173,6 +173,13 @@ def test_logits_chunked_bounded_by_chunk_unchunked_by_tokens():
 def test_chunk_size_follows_the_engine():
     loss = pytest.importorskip("engine.train.loss")
     assert M.Assumptions().logits_chunk_tokens == loss.CHUNK_TOKENS
+    assert M.Assumptions().logits_no_recompute_bytes == loss.NO_RECOMPUTE_BYTES
+
+
+def test_small_logits_are_counted_whole():
+    # 1024 tokens x 32000 x 4 B = 125 MiB of fp32 logits: one plain pass, no chunks
+    small = M.estimate(cfg(lora={"dropout": 0.0}), MODEL)
+    assert small.term("logits") == 1024 * V * (2 + 3 * 4) + 1024 * 2 * 2 * H
 
 
 def test_attention_mask_only_where_a_route_builds_one():

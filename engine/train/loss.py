@@ -2,7 +2,8 @@
 
 Only positions whose next token is trained go through lm_head, in chunks that are
 recomputed in backward (activation checkpointing), so neither the [tokens x vocab] logits
-nor their fp32 copy ever exist at once. This is where most of the memory of a plain
+nor their fp32 copy ever exist at once (small batches, under NO_RECOMPUTE_BYTES of
+logits, take one plain pass instead: a recompute would cost more than it saves). This is where most of the memory of a plain
 Trainer goes at large vocabularies, and skipping masked positions saves compute too.
 """
 from __future__ import annotations
@@ -10,6 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 CHUNK_TOKENS = 2048
+# Below this many bytes of fp32 logits (all trained positions together) one plain pass is
+# cheaper than chunks recomputed in backward, and the memory is small anyway.
+NO_RECOMPUTE_BYTES = 256 * 2 ** 20
 
 
 def _decoder_and_head(model) -> tuple[Any, Any] | None:
@@ -81,6 +85,8 @@ def batch_loss(model, batch: dict, loss_kernel: str = "chunked") -> tuple[Any, i
     h = hidden.reshape(-1, hidden.shape[-1]).index_select(0, idx)
     if loss_kernel == "liger":
         return _liger_ce(head, h, targets), n
+    if n * head.weight.shape[0] * 4 <= NO_RECOMPUTE_BYTES:
+        return _chunk_ce(head, h, targets), n
     total = None
     for i in range(0, h.shape[0], CHUNK_TOKENS):
         part = checkpoint(_chunk_ce, head, h[i:i + CHUNK_TOKENS], targets[i:i + CHUNK_TOKENS], use_reentrant=False)
