@@ -145,6 +145,9 @@ async def test_save_load_round_trip_is_atomic_and_asks_before_overwriting(tmp_pa
         screen.query_one("#config-file", Input).value = str(out)
         await pilot.pause(0.1)
         await pilot.press("ctrl+s")
+        # The form came from the bundled demo, not from this file: saving there asks first.
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmDialog")
+        await pilot.press("y")
         await wait_for(pilot, lambda: out.exists())
         assert C.load(out).lora.r == 32
         assert [p.name for p in out.parent.iterdir()] == ["mine.yaml"]  # no temp file left

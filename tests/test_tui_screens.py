@@ -82,6 +82,9 @@ async def test_config_screen_validates_each_change_and_saves_atomically(tmp_path
         out = tmp_path / "my.yaml"
         app.screen.query_one("#config-file", Input).value = str(out)
         app.screen.action_save()
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmDialog")  # not the file it came from
+        await pilot.press("y")
+        await wait_for(pilot, lambda: out.exists())
         assert C.load(out).train.learning_rate == 3e-4
         assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp file left
 
