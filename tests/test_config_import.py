@@ -400,3 +400,24 @@ def test_named_template_ftwb_does_not_ship_is_listed_with_the_fix(tmp_path):
     assert r.config.model.chat_template is None
     reason = dict(r.ignored)["template"]
     assert "ftwb ships no 'glm4' template" in reason and "llama3" in reason  # names what it does ship
+
+
+@pytest.mark.slow
+def test_imported_config_trains_its_rows_as_meant(tmp_path):
+    """Axolotl chat_template rows (conversations, from/value, human/gpt) plus an alpaca file,
+    imported and trained for 3 steps on the demo model: every row is used, none rejected."""
+    from engine import rundir
+    from engine_helpers import events_of, ftwb, only_run, write_config
+
+    cfg = import_config(CONFIGS / "axolotl_chat_template_mapped.yml").config
+    cfg.model.name_or_path, cfg.model.chat_template, cfg.method = "demo", None, "lora"
+    cfg.train.max_steps, cfg.train.evals_per_epoch, cfg.train.saves_per_epoch = 3, 0, 0
+    cfg.train.learning_rate, cfg.eval.at_end = 1e-3, False
+    r = ftwb("train", str(write_config(cfg, tmp_path / "run.yaml")), "--runs-dir", str(tmp_path / "runs"),
+             timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    run = only_run(tmp_path / "runs")
+    (data,) = [e for e in events_of(run) if e["type"] == "data"]
+    assert data["problems"] == 0 and data["usable"] == data["rows"] == 10 + 12  # train[:80%] of 12 (9.6, rounded), and 12
+    info = json.loads((run / rundir.DATA).read_text())
+    assert [s["format"] for s in info["sources"]] == ["chat", "alpaca"]
