@@ -80,5 +80,6 @@ async def test_train_screen_log_scale_ascii_snapshot(tmp_path):
     await _shot(tmp_path, "train_nan_log_120x40", (120, 40), keys=("l",), attach=f"{RUNS}/nan")
 
 
-async def test_config_screen_snapshot(tmp_path):
-    await _shot(tmp_path, "config_120x40", (120, 40), keys=("2",))
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)])
+async def test_config_screen_snapshot(tmp_path, size):
+    await _shot(tmp_path, f"config_{size[0]}x{size[1]}", size, keys=("2",))
