@@ -3,6 +3,7 @@ the key-path report (a property test walks every source key path), clamping and 
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 from pathlib import Path
 
@@ -421,3 +422,30 @@ def test_imported_config_trains_its_rows_as_meant(tmp_path):
     assert data["problems"] == 0 and data["usable"] == data["rows"] == 10 + 12  # train[:80%] of 12 (9.6, rounded), and 12
     info = json.loads((run / rundir.DATA).read_text())
     assert [s["format"] for s in info["sources"]] == ["chat", "alpaca"]
+
+
+@pytest.mark.parametrize("text, msg", [
+    ("base_model: LiquidAI/LFM2-VL-450M\nmodel_type: AutoModelForImageTextToText\nprocessor_type: AutoProcessor\n"
+     "adapter: lora\ndatasets:\n  - path: HuggingFaceH4/llava-instruct-mix-vsft\n    type: chat_template\n",
+     "is a vision-language model; ftwb trains text models"),
+    ("base_model: Qwen/Qwen3-0.6B\nplugins:\n  - axolotl.integrations.gkd.GKDPlugin\ngkd_trainer: true\n"
+     "gkd_teacher: Qwen/Qwen3-4B\ndatasets:\n  - path: mlabonne/FineTome-100k\n    type: chat_template\n",
+     "on-policy distillation (GKD, from teacher Qwen/Qwen3-4B)"),
+    ("base_model: google/gemma-2-2b\nmodel_type: AutoModelForSequenceClassification\nnum_labels: 1\n"
+     "datasets:\n  - path: argilla/distilabel-intel-orca-dpo-pairs\n    type: bradley_terry.chat_template\n",
+     "trains a classifier"),
+])
+def test_axolotl_models_ftwb_does_not_train_are_refused(tmp_path, text, msg):
+    src = tmp_path / "x.yml"
+    src.write_text(text)
+    with pytest.raises(C.ConfigError, match=re.escape(msg)):
+        import_config(src)
+
+
+def test_regex_lora_targets_are_listed_not_turned_into_names(tmp_path):
+    src = tmp_path / "x.yml"
+    src.write_text("base_model: org/m\nadapter: lora\n"
+                   "lora_target_modules: 'model.language_model.layers.[\\d]+.(mlp|self_attn).(up|q)_proj'\n")
+    r = import_config(src)
+    assert r.config.lora.target_modules == "all-linear"
+    assert "regular expression" in dict(r.ignored)["lora_target_modules"]

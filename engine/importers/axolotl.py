@@ -143,6 +143,17 @@ def refuse_unsupported(d: dict[str, Any], where: str) -> None:
         if d.get(key) is True:
             raise ConfigError(f"{where}: {key}: true is {what}, which ftwb does not do (it trains the language "
                               "model itself: sft, dpo, orpo, kto); nothing was imported")
+    if d.get("gkd_trainer") is True or any("gkd" in str(p).lower() for p in (d.get("plugins") or [])):
+        raise ConfigError(f"{where}: on-policy distillation (GKD, from teacher {d.get('gkd_teacher', '?')}) is "
+                          "not something ftwb trains; nothing was imported")
+    model_type = str(d.get("model_type") or "")
+    if d.get("processor_type") or any(w in model_type for w in ("ImageTextToText", "Vision2Seq", "Vision")):
+        raise ConfigError(f"{where}: model_type {model_type or '?'} with processor_type "
+                          f"{d.get('processor_type') or '?'} is a vision-language model; ftwb trains text models "
+                          "and never trains media rows as text; nothing was imported")
+    if "SequenceClassification" in model_type:
+        raise ConfigError(f"{where}: model_type {model_type} trains a classifier (a reward model), which ftwb does "
+                          "not do (it trains causal language models); nothing was imported")
 
 
 def map_config(m: Mapper) -> None:
@@ -238,7 +249,9 @@ def _lora_targets(m: Mapper) -> None:
     if m.has("lora_target_modules") and "lora_target_modules" not in m.done:
         t = M.lora_targets(d["lora_target_modules"])
         if t is None:
-            m.ignore("lora_target_modules", f"{d['lora_target_modules']!r} is not a list of module names")
+            m.ignore("lora_target_modules", f"{d['lora_target_modules']!r} is not a list of module names (a regular "
+                                            "expression?); ftwb's all-linear applies: set lora.target_modules to "
+                                            "names such as [q_proj, v_proj] to narrow it")
         else:
             m.set("lora_target_modules", "lora.target_modules", t)
 

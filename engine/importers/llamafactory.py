@@ -210,7 +210,8 @@ def _lora(m: Mapper, rank: str, alpha: str, dropout: str, target: str) -> None:
     if m.has(target):
         t = M.lora_targets(m.val(target))
         if t is None:
-            m.ignore(target, f"{m.val(target)!r} is not a module name list")
+            m.ignore(target, f"{m.val(target)!r} is not a list of module names (a regular expression?); ftwb's "
+                             "all-linear applies: set lora.target_modules to names such as [q_proj, v_proj]")
         else:
             m.set(target, "lora.target_modules", t)
 

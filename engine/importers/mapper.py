@@ -308,6 +308,10 @@ def data_path(m: Mapper, path: str) -> tuple[str, str | None]:
 
 
 def lora_targets(value: Any) -> list[str] | str | None:
+    """Module names (a list, or a comma-separated string); None for anything else, a regular
+    expression included (PEFT reads a single string as one, ftwb takes names)."""
+    if isinstance(value, str) and re.search(r"[\\\[\]()|*+?^$]", value):
+        return None
     if isinstance(value, str):
         value = [v.strip() for v in value.split(",") if v.strip()]
     if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
