@@ -78,6 +78,8 @@ _STAGES_REFUSED = {"ppo": "PPO (online RL with a reward model)", "rm": "reward-m
 _PREF_LOSSES = {"sigmoid": ("dpo", "sigmoid"), "hinge": ("dpo", "hinge"), "ipo": ("dpo", "ipo"),
                 "orpo": ("orpo", None)}
 _MEDIA = ("images", "videos", "audios")
+_VISION_KEYS = ("image_max_pixels", "image_min_pixels", "video_max_pixels", "video_fps", "freeze_vision_tower",
+                "freeze_multi_modal_projector", "image_resolution", "audio_sampling_rate")
 
 
 def refuse_unsupported(d: dict[str, Any], where: str) -> None:
@@ -92,6 +94,11 @@ def refuse_unsupported(d: dict[str, Any], where: str) -> None:
     if stage == "dpo" and loss not in _PREF_LOSSES:
         raise ConfigError(f"{where}: pref_loss: {loss} is not a preference loss ftwb trains (sigmoid, hinge, "
                           "ipo, orpo); set one of them to import this config; nothing was imported")
+    vision = [k for k in _VISION_KEYS if k in d] + (["template: " + str(d["template"])]
+                                                     if str(d.get("template") or "").endswith(("_vl", "vl")) else [])
+    if vision:
+        raise ConfigError(f"{where}: a vision-language run ({', '.join(vision[:3])}); ftwb trains text models and "
+                          "never trains media rows as text; nothing was imported")
     if isinstance(d.get("model_class"), str) and d["model_class"] not in ("llm",):
         what = "a reward (classification) model" if d["model_class"] == "cls" else f"a {d['model_class']} model"
         raise ConfigError(f"{where}: model_class: {d['model_class']} trains {what}; ftwb trains causal language "
