@@ -109,7 +109,7 @@ def part_isolation(a) -> None:
            events=[{"type": t, **f} for t, f in events])
     order, _ = attention.candidates(dev, dtype)
     attention.register_varlen()
-    for route in dict.fromkeys(order + ["eager"]):
+    for route in dict.fromkeys(order + [attention.VARLEN, "eager"]):  # varlen off CUDA: its per-example path
         for lengths in ((37, 120, 5, 64, 211), (2048, 1000, 1, 3000, 77)):  # short, and rows of ~6k tokens
             try:
                 err = attention.probe(model, route, dev, lengths=lengths)
@@ -264,7 +264,7 @@ def throughput(size: str, budget_left, smoke: bool) -> None:
             continue
         label = arm + (" (24 GiB cap)" if "--mem-cap-gib" in extra else "")
         r = bench_arm(arm, "tiny" if smoke else size, common + extra, min(left - 5, 240), smoke)
-        row = record("throughput", size=size, label=label, **{k: v for k, v in r.items() if k != "arm"})
+        row = record("throughput", size=size, label=label, **{k: v for k, v in r.items() if k not in ("arm", "size")})
         if "error" in r:
             print(f"FAILED throughput {size} {label}: {r['error'][:300]}", flush=True)
         else:
