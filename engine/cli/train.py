@@ -97,11 +97,6 @@ def run(args: argparse.Namespace) -> int:
             problem = _preflight(launch.resolve_paths(cfg), args.runs_dir)
             if problem:
                 return _err(problem)
-            from engine.data.preference import dataset_problem
-
-            problem = dataset_problem(launch.resolve_paths(cfg))  # e.g. SFT on preference pairs
-            if problem:
-                return _err(problem)
             if args.allow_findings:
                 cfg.data.allow_findings = True  # recorded in the run's config.yaml
             problem = _findings_gate(launch.resolve_paths(cfg))

@@ -61,31 +61,6 @@ def check_objective(cfg, fmt: str, emit=None, source: str | None = None) -> None
                      "the rejected answers are not used")
 
 
-def dataset_problem(cfg) -> str | None:
-    """objective_problem for the dataset at cfg.data.path, read and detected as training
-    will (for the launcher to refuse a run before any process starts); None when it fits
-    or cannot be read here (the engine then reports the data problem itself)."""
-    from pathlib import Path
-
-    from engine.data.detect import detect_format
-    from engine.data.load import load_rows
-
-    from engine.demo import resolve_data_path
-
-    d = cfg.data
-    path = resolve_data_path(d.path) if isinstance(d.path, str) else None
-    if path is None or not Path(path).expanduser().exists():
-        return None
-    fmt = d.format
-    try:
-        if fmt == "auto":
-            fmt = detect_format(load_rows(path).rows)[0]
-    except (DataError, OSError):
-        return None
-    problem = objective_problem(cfg.train.objective, fmt, d.sft_on_chosen)
-    return f"{path}: {problem}" if problem else None
-
-
 def is_pairwise(cfg) -> bool:
     return cfg.train.objective in PAIRWISE
 
