@@ -26,6 +26,9 @@ the per-token average log-prob for ORPO), reward_margin (chosen minus rejected),
 reward_accuracy (share of pairs whose chosen reward is higher), logps_chosen and
 logps_rejected (summed log-probs of the answers). Their `loss` is the objective's loss;
 an eval's val_loss is the preference loss and its perplexity that of the chosen answers.
+KTO runs (train.objective kto) report the same keys over rows instead of pairs: chosen =
+the rows labelled good, rejected = those labelled bad, reward_accuracy = the share of rows
+whose reward has the sign of their label, plus kl (the KL estimate of the step).
 A warning of kind sft_on_chosen says that preference data trains SFT on chosen answers.
 """
 from __future__ import annotations
