@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from engine import rundir
-from engine_helpers import events_of, ftwb, only_run, small_demo_config, write_config
+from engine_helpers import ftwb, small_demo_config, write_config
 
 
 def test_typo_in_a_config_key(tmp_path):
@@ -29,7 +29,8 @@ def test_missing_dataset_path(tmp_path):
     cfg = small_demo_config()
     cfg.data.path = str(tmp_path / "nope.jsonl")
     res = ftwb("train", str(write_config(cfg, tmp_path / "r.yaml")), "--runs-dir", str(tmp_path / "runs"))
-    assert res.returncode == 2 and "data.path" in res.stderr and "does not exist" in res.stderr
+    assert res.returncode == 2 and "data.path" in res.stderr and "nope.jsonl: file not found" in res.stderr
+    assert not (tmp_path / "runs").exists()  # refused by pre-flight, before any run directory
 
 
 def test_runs_dir_not_writable(tmp_path):
@@ -44,30 +45,25 @@ def test_config_and_demo_are_exclusive(tmp_path):
     assert res.returncode == 2 and "pass a config file or --demo" in res.stderr
 
 
-@pytest.mark.slow
 def test_dataset_with_no_usable_rows(tmp_path):
     data = tmp_path / "bad.jsonl"
     data.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n{"messages": []}\nnot json\n')
     cfg = small_demo_config()
     cfg.data.path = str(data)
     res = ftwb("train", str(write_config(cfg, tmp_path / "r.yaml")), "--runs-dir", str(tmp_path / "runs"))
-    assert res.returncode == 1
-    run = only_run(tmp_path / "runs")
-    err = next(e for e in events_of(run) if e["type"] == "error")
-    assert err["kind"] == "data" and "bad.jsonl" in err["message"] and "line" in err["message"]
-    assert "error (data)" in res.stderr and "Traceback" not in res.stderr
+    # refused by pre-flight: before any model loads, and no failed run directory left behind
+    assert res.returncode == 2 and not (tmp_path / "runs").exists()
+    assert "bad.jsonl" in res.stderr and "line" in res.stderr and "Traceback" not in res.stderr
 
 
-@pytest.mark.slow
 def test_unrecognised_format(tmp_path):
     data = tmp_path / "odd.jsonl"
     data.write_text("".join('{"question": "q%d", "answer": "a"}\n' % i for i in range(20)))
     cfg = small_demo_config()
     cfg.data.path = str(data)
     res = ftwb("train", str(write_config(cfg, tmp_path / "r.yaml")), "--runs-dir", str(tmp_path / "runs"))
-    assert res.returncode == 1
-    err = next(e for e in events_of(only_run(tmp_path / "runs")) if e["type"] == "error")
-    assert err["kind"] == "data" and "format" in err["message"]
+    assert res.returncode == 2 and not (tmp_path / "runs").exists()
+    assert "odd.jsonl" in res.stderr and "format" in res.stderr
 
 
 def test_second_run_never_reuses_a_directory(tmp_path):
