@@ -409,3 +409,34 @@ def test_kto_on_preference_pairs_trains_each_pair_as_a_good_and_a_bad_row(demo):
                                                               (2, True), (2, False)]
     assert items[0]["input_ids"] == demo.items[0]["input_ids"]
     assert items[1]["input_ids"] == demo.items[0]["rejected_ids"]
+
+
+@pytest.mark.parametrize("name", ["pref_strings.jsonl", "pref_shared_prompt.jsonl", "pref_sharegpt_ranking.json",
+                                  "pref_hh.jsonl", "pref_implicit.jsonl", "dpo_en_demo.json"])
+def test_every_preference_layout_tokenises_into_pairs_of_differing_answers(name):
+    """Strings, message lists with a shared prompt, LLaMA-Factory ranking, HH full
+    conversations (common prefix found), implicit prompts: all become the same pairs."""
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    from engine.data.detect import detect_format
+    from engine.data.load import load_rows
+    from engine.data.normalize import normalize_rows
+    from engine.data.template import ensure_chat_template
+    from engine.demo import ensure_demo_model
+
+    tok = AutoTokenizer.from_pretrained(ensure_demo_model())
+    ensure_chat_template(tok)
+    loaded = load_rows(str(Path(__file__).parent / "fixtures" / "formats" / name))
+    fmt = detect_format(loaded.rows)[0]
+    assert fmt == "preference"
+    examples, rows, problems = normalize_rows(loaded, fmt)
+    items, _ = DP.tokenize_pairs(tok, examples, "assistant", 4096, "truncate", rows=rows, cache=False)
+    assert items and not problems
+    for it in items:
+        c = tok.decode([x for x in it["labels"] if x != IGNORE])
+        r = tok.decode([x for x in it["rejected_labels"] if x != IGNORE])
+        assert c.strip() and r.strip() and c != r
+        n = next(i for i, x in enumerate(it["labels"]) if x != IGNORE)
+        assert it["input_ids"][:n] == it["rejected_ids"][:n]  # the shared prompt
