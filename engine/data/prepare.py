@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from engine.data import preference
 from engine.data.checks import too_few_rows_message
 from engine.data.errors import DataError, RowProblem
-from engine.data.sources import load_examples
+from engine.data.sources import cap_turns, load_examples
 from engine.data.split import split_indices
 from engine.data.template import ensure_chat_template
 from engine.data.tokenize import tokenize_all
@@ -46,6 +46,10 @@ def prepare(cfg, tokenizer, emit=None) -> Prepared:
     if not examples:
         listed = "; ".join(p.message for p in problems[:3]) or "no rows"
         raise DataError(f"{source}: no usable rows as {fmt} ({listed}); fix these rows or set data.format")
+    capped = cap_turns(examples, d.max_seq_len, tokenizer)
+    if capped:
+        emit("log", message=f"{capped} conversations have more messages than data.max_seq_len ({d.max_seq_len}) "
+                            "tokens can hold; the messages past that were cut before tokenising")
     few = too_few_rows_message(len(examples), mixed.loaded)
     if few:  # the same words `ftwb data check` uses for this
         emit("warning", kind="too_few_rows", message=few)

@@ -397,3 +397,39 @@ def dataset_hash(data: Any) -> str | None:
         return hash_specs(specs(data))
     except (DataError, OSError):
         return None
+
+
+def _fit(msgs: list[dict], max_seq_len: int, tokenizer) -> int:
+    """How many leading messages can show up within max_seq_len tokens. A message costs at
+    least one token (its role marker), and at least its content's own token count less
+    two (what tokenising next to its neighbours can merge away)."""
+    if tokenizer is None:
+        return max_seq_len
+    counts = [len(ids) for ids in tokenizer([str(m.get("content") or "") for m in msgs],
+                                            add_special_tokens=False)["input_ids"]]
+    total = 0
+    for n, c in enumerate(counts):
+        total += max(1, c - 2)
+        if total > max_seq_len:
+            return n + 1  # this one starts inside the window; the rest cannot
+    return len(msgs)
+
+
+def cap_turns(examples: list[dict], max_seq_len: int, tokenizer=None) -> int:
+    """Cut conversations to the messages that can fall within max_seq_len tokens, in place;
+    returns how many were cut.
+
+    Messages past that point can never be part of a (truncated) example, and a dropped
+    overlong one stays overlong. Cutting them first keeps a 10,000-turn row from costing
+    what template planning (a render per turn) would. Preference and KTO examples are left
+    whole: their answers are at the end."""
+    cut = 0
+    for n, ex in enumerate(examples):
+        msgs = ex.get("messages")
+        if msgs is None or len(msgs) <= 64 or "rejected" in ex or "label" in ex:
+            continue
+        keep = min(max_seq_len, _fit(msgs, max_seq_len, tokenizer))
+        if keep < len(msgs):
+            examples[n] = {**ex, "messages": msgs[:keep]}
+            cut += 1
+    return cut
