@@ -372,6 +372,11 @@ def auto_fit(model, cfg: RunConfig, device: str, emit=None, run_dir=None, pad_id
     if saved is not None:
         atomic_write_text(saved, json.dumps(choice, indent=1))
     emit("auto_fit", status="chosen", **choice, measured=measured, skipped=skipped, probe_s=spent)
+    emit("log", message=f"auto-fit: {choice['tokens_per_micro_batch']} tokens per micro-batch x "
+                        f"{choice['grad_accum']} (of {choice['requested_tokens_per_step']} per step asked), "
+                        f"gradient checkpointing {'on' if choice['gradient_checkpointing'] else 'off'}: "
+                        f"{best['trained_tokens_per_s']:.0f} trained tokens/s measured, peak "
+                        f"{(choice['peak_allocated'] or 0) / 2**30:.1f} GiB ({len(measured)} tried in {spent}s)")
     return choice
 
 

@@ -54,8 +54,9 @@ def test_cpu_auto_picks_sdpa_after_checking_it():
     evs, emit = _events()
     assert A.choose(model, cfg, "cpu", torch.float32, emit=emit) == "sdpa"
     assert model.config._attn_implementation == "sdpa"
-    (kind, ev), = evs
+    (kind, ev), (log, line) = evs
     assert kind == "attention" and ev["route"] == "sdpa" and ev["probe_error"] < 1e-4
+    assert log == "log" and line["message"].startswith("attention: sdpa")
 
 
 def test_failing_and_leaking_routes_fall_back_with_a_warning(routes, monkeypatch):
@@ -68,8 +69,8 @@ def test_failing_and_leaking_routes_fall_back_with_a_warning(routes, monkeypatch
     assert all(w["kind"] == "attention_fallback" for w in warnings)
     assert "no kernel image" in warnings[0]["message"] and "trying 'test_leaky'" in warnings[0]["message"]
     assert "differ from the same examples run alone" in warnings[1]["message"]
-    done = evs[-1][1]
-    assert evs[-1][0] == "attention" and len(done["rejected"]) == 2 and done["not_tried"]
+    done = next(f for t, f in evs if t == "attention")
+    assert len(done["rejected"]) == 2 and done["not_tried"]
     # the model really trains with the chosen route, and is otherwise left as it was
     assert model.config._attn_implementation == "sdpa"
     assert all(p.grad is None for p in model.parameters())

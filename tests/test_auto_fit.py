@@ -68,7 +68,7 @@ def test_forced_on_cpu_measures_picks_the_fastest_and_is_reused_on_resume(tmp_pa
     model, tok = load_model(cfg, "cpu")
     evs, emit = _events()
     choice = P.auto_fit(model, cfg, "cpu", emit=emit, run_dir=tmp_path, force=True, budget_s=1e9)
-    ev = evs[-1][1]
+    ev = next(f for t, f in evs if t == "auto_fit")
     assert ev["status"] == "chosen" and len(ev["measured"]) == 6  # 256/128/64 tokens x checkpointing off/on
     best = max(ev["measured"], key=lambda r: r["trained_tokens_per_s"])
     assert (choice["tokens_per_micro_batch"], choice["gradient_checkpointing"]) == (

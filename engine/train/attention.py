@@ -30,8 +30,9 @@ VARLEN = "ftwb_varlen"
 # Routes that take the example boundaries as kwargs instead of deriving them on the device.
 BOUNDARY_ROUTES = (VARLEN, "flash_attention_2")
 PROBE_LENGTHS = (11, 29, 5, 47)   # a packed row of four examples: odd, unaligned lengths
-# Worst relative error (per example, hidden states and input gradients) a route may show
-# against the reference: kernels differ in summation order, a leak differs by far more.
+# Worst relative error (per example, of the hidden states; input gradients get twice this,
+# as backward through every layer adds more rounding) a route may show against the
+# reference: kernels differ in summation order, a leak or a broken kernel by far more.
 TOLERANCE = {"float32": 2e-3, "bfloat16": 4e-2, "float16": 2e-2}
 
 
@@ -210,7 +211,7 @@ def _rel(a, b) -> float:
 def probe(model, route: str, device: str, lengths=PROBE_LENGTHS, seed: int = 0,
           autocast_dtype=None) -> float:
     """Worst relative error of `route` on a packed row against sdpa on each example alone,
-    over the decoder's hidden states and the gradient reaching its input embeddings.
+    over the decoder's hidden states and (halved) the gradient reaching its input embeddings.
     Raises whatever the route raises. Leaves the model as it found it."""
     import torch
 
@@ -253,7 +254,7 @@ def probe(model, route: str, device: str, lengths=PROBE_LENGTHS, seed: int = 0,
             p.requires_grad_(False)
         ref_h, ref_g = run("sdpa", packed=False)
         got_h, got_g = run(route, packed=True)
-        return max(max(_rel(a, b), _rel(c, d)) for a, b, c, d in zip(got_h, ref_h, got_g, ref_g))
+        return max(max(_rel(a, b), _rel(c, d) / 2) for a, b, c, d in zip(got_h, ref_h, got_g, ref_g))
     finally:
         for p in trainable:
             p.requires_grad_(True)
@@ -293,6 +294,8 @@ def choose(model, cfg, device: str, dtype, emit: Callable[..., Any] | None = Non
                 _decoder(model)[0].set_attn_implementation(route)
                 emit("attention", route=route, probe_error=round(err, 6), tolerance=tol,
                      rejected=failed, not_tried=skipped)
+                emit("log", message=f"attention: {route} (packed rows checked against examples run alone, "
+                                    f"relative error {err:.2g})")
                 return route
             why = f"packed examples differ from the same examples run alone (relative error {err:.3g} > {tol:g})"
         failed.append(f"{route}: {why}")

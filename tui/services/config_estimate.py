@@ -27,7 +27,8 @@ GB = 1024 ** 3  # the sizes above are sold as "GB" and mean GiB of usable memory
 # The bar's segments: (key, label, estimator terms summed into it).
 SEGMENTS = (
     ("weights", "weights", ("weights",)),
-    ("trainable", "params+grads+optim", ("lora_params", "gradients", "optimizer_states", "master_weights")),
+    ("trainable", "params+grads+optim", ("lora_params", "gradients", "optimizer_states", "master_weights",
+                                                "autocast_copies")),
     ("activations", "activations", ("activations", "attention_mask", "dequant_buffer")),
     ("logits", "logits", ("logits",)),
     ("overhead", "CUDA ctx", ("cuda_context", "fragmentation")),
