@@ -165,11 +165,12 @@ def model_card(run_dir: Path, cfg: C.RunConfig, merged: bool) -> str:
     done = _done_summary(run_dir)
     what = "merged model (base + LoRA folded into the weights)" if merged and cfg.method != "full" else (
         "fully fine-tuned model" if cfg.method == "full" else "LoRA adapter (PEFT format)")
-    base_note = ""
+    base_note, base_path = "", cfg.model.name_or_path
     if cfg.model.name_or_path == "demo":
         from engine.demo import demo_model_dir
 
-        base_note = f" (ftwb's bundled tiny model, built locally at `{demo_model_dir()}`)"
+        base_path = str(demo_model_dir())  # "demo" means nothing to transformers
+        base_note = f" (ftwb's bundled tiny model, built locally at `{base_path}`)"
     lines = [f"# {run_dir.name}", "", f"A {what}, trained with ftwb.", "", "## Lineage", "",
              f"- Base model: `{cfg.model.name_or_path}`{base_note}",
              f"- Method: {cfg.method}" + (f" (r={cfg.lora.r}, alpha={cfg.lora.alpha:g}, target modules: "
@@ -212,7 +213,7 @@ def model_card(run_dir: Path, cfg: C.RunConfig, merged: bool) -> str:
     else:
         lines += ["from peft import PeftModel",
                   "from transformers import AutoModelForCausalLM, AutoTokenizer",
-                  f"base = AutoModelForCausalLM.from_pretrained(\"{cfg.model.name_or_path}\")",
+                  f"base = AutoModelForCausalLM.from_pretrained(\"{base_path}\")",
                   "model = PeftModel.from_pretrained(base, \"PATH\")",
                   "tokenizer = AutoTokenizer.from_pretrained(\"PATH\")  # carries the chat template trained with"]
     lines += ["```", "", "## Config", "", "```yaml", cfg.to_yaml().rstrip(), "```", ""]

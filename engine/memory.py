@@ -520,6 +520,22 @@ def largest_fitting_batch(cfg: RunConfig, model_config: dict[str, Any], gpu_tota
     return lo
 
 
+def fmt_params(n: float) -> str:
+    """2.1M, 0.5B, 7.24B: a tiny model is not '0.00B'."""
+    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if n >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return f"{int(n)}"
+
+
+def keep_effective_batch(micro_batch: int, grad_accum: int, largest: int) -> tuple[int, int]:
+    """(micro_batch, grad_accum) with the largest micro-batch <= `largest` that divides the
+    effective batch, so auto-fit never changes micro_batch * grad_accum."""
+    effective = micro_batch * grad_accum
+    mb = max(d for d in range(1, max(1, min(largest, effective)) + 1) if effective % d == 0)
+    return mb, effective // mb
+
+
 def rebalance_grad_accum(micro_batch: int, grad_accum: int, new_micro_batch: int) -> int:
     """grad_accum that keeps micro_batch * grad_accum (the effective batch) about the same."""
     effective = micro_batch * grad_accum

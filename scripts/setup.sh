@@ -18,6 +18,11 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 quiet() { grep -v -e "is ignored: it is neither" -e "^$" || true; }
+if [ ! -f "$stamp" ]; then
+  echo "ftwb: first set-up: installing into .venv (torch, transformers, textual, ...); this takes a few minutes" >&2
+else
+  echo "ftwb: pyproject.toml changed: updating .venv" >&2
+fi
 .venv/bin/python -m pip install -q --upgrade pip 2>&1 | quiet
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   # 2.13.0: a CPU build lies on disk on CPU machines; elsewhere pip fetches the normal build.
@@ -25,3 +30,4 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
 fi
 .venv/bin/python -m pip install -q -e ".[test]" 2>&1 | quiet
 echo "$want" > "$stamp"
+echo "ftwb: .venv is ready" >&2

@@ -60,9 +60,13 @@ def test_auto_fit_suggests_batch_and_keeps_effective_batch(run_config, capsys):
     c = cfg.copy()
     c.train.micro_batch_size = mbs
     assert M.estimate(c, LLAMA_1B).fits(24 * 1024 ** 3)
-    c.train.micro_batch_size = mbs + 1
-    assert not M.estimate(c, LLAMA_1B).fits(24 * 1024 ** 3)
-    assert abs(fit["effective_batch_after"] - 16) <= mbs / 2 + 0.5
+    # The effective batch (16) is kept exactly: the micro-batch is the largest divisor of it
+    # that fits, and the next divisor up does not fit.
+    assert fit["effective_batch_after"] == 16 and fit["micro_batch_size"] * fit["grad_accum"] == 16
+    bigger = next((d for d in range(mbs + 1, 17) if 16 % d == 0), None)
+    if bigger is not None:
+        c.train.micro_batch_size = bigger
+        assert not M.estimate(c, LLAMA_1B).fits(24 * 1024 ** 3)
     assert main(["estimate", str(run_config), "--gpu-gb", "24", "--auto-fit"]) == 0
     assert "train.micro_batch_size 4 ->" in capsys.readouterr().out
 

@@ -107,3 +107,18 @@ async def test_header_names_the_source_and_saving_elsewhere_asks(tmp_path):
         await pilot.pause(0.3)
         assert out.exists() and app.config_path == out
         assert str(out) in str(app.screen.query_one("#config-title").render())
+
+
+async def test_screenshot_without_a_downloads_folder_lands_in_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))   # no ~/Downloads there
+    monkeypatch.setenv("XDG_DOWNLOAD_DIR", str(tmp_path / "home" / "Downloads"))
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    app = _app(tmp_path)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.3)
+        app.deliver_screenshot()
+        await wait_for(pilot, lambda: any(work.glob("*.svg")), 10, "the screenshot file")
+        await pilot.pause(0.3)
+        assert not any("Failed" in n.message for n in app._notifications)

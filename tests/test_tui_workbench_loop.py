@@ -94,6 +94,11 @@ async def test_clean_save_train_on_the_version_with_samples_and_live_runs(tmp_pa
         body = app.screen.query_one(SamplesPanel).text.plain
         assert "expected" in body and "base" in body and "step 12" in body
 
+    from tui.services import run_actions as ra
+    from tui.widgets.runs.lineage_view import lineage_text
+
+    lineage = lineage_text(ra.load_lineage(run)).plain  # the source file, the version, its operations
+    assert f"tickets_messy.jsonl → {info.version}" in lineage and "drop_exact_duplicates" in lineage
     data_json = json.loads((run / rundir.DATA).read_text())
     assert data_json["version"] == info.version
     assert data_json["source"] == str(info.path)

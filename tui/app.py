@@ -262,6 +262,17 @@ class FtwbApp(App[int]):
         rows += [("1-4 / d c t r", "Screens", "Data, Config, Train, Runs"), ("ctrl+p", "Palette", "all commands")]
         self.push_screen(HelpScreen(type(self.screen).__name__.replace("Screen", ""), rows))
 
+    def deliver_screenshot(self, filename: str | None = None, path: str | None = None,
+                           time_format: str | None = None) -> str | None:
+        # Textual saves into ~/Downloads, which a server often lacks: fall back to the
+        # current directory (Textual's own toast names the file).
+        if path is None:
+            from platformdirs import user_downloads_path
+
+            down = Path(user_downloads_path())
+            path = str(down if down.is_dir() else Path.cwd())
+        return super().deliver_screenshot(filename, path, time_format)
+
     def get_system_commands(self, screen):
         yield from super().get_system_commands(screen)
         for mode, label, num, _ in SCREENS:

@@ -138,8 +138,8 @@ def _auto_fit(cfg, model_config, gpu_total: int, args) -> dict:
            "effective_batch_before": t.micro_batch_size * t.grad_accum, "effective_batch_after": None,
            "probes": probes}
     if best:
-        ga = memory.rebalance_grad_accum(t.micro_batch_size, t.grad_accum, best)
-        out.update(grad_accum=ga, effective_batch_after=best * ga)
+        best, ga = memory.keep_effective_batch(t.micro_batch_size, t.grad_accum, best)
+        out.update(micro_batch_size=best, grad_accum=ga, effective_batch_after=best * ga)
     return out
 
 
@@ -150,8 +150,10 @@ def _print_table(args, cfg, est, gpu_total, fits, measured, fit, source_note) ->
     con = Console(highlight=False)
     if source_note:
         con.print(f"[dim]{args.config}: {source_note}[/]")
-    title = (f"{cfg.model.name_or_path} · {cfg.method} · {est.n_params / 1e9:.2f}B params, "
-             f"{est.trainable_params / 1e6:.1f}M trainable · {est.tokens_per_micro_batch} tokens/micro-batch")
+    from engine.memory import fmt_params
+
+    title = (f"{cfg.model.name_or_path} · {cfg.method} · {fmt_params(est.n_params)} params, "
+             f"{fmt_params(est.trainable_params)} trainable · {est.tokens_per_micro_batch} tokens/micro-batch")
     table = Table(title=title, title_justify="left")
     table.add_column("term", no_wrap=True)
     table.add_column("size", justify="right", no_wrap=True)

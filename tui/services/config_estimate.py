@@ -126,11 +126,11 @@ def auto_fit(cfg: C.RunConfig, models: ModelConfigs, gpu_total: int, headroom: f
     if best is None:
         return AutoFit(None, None, [], "Even micro_batch_size 1 does not fit: shorten data.max_seq_len, turn on "
                                        "train.gradient_checkpointing or use method qlora.")
-    # Never grow the micro-batch past the effective batch: that would change the training.
+    # Never change the effective batch: that would change the training. The micro-batch
+    # is the largest that fits and divides it.
     effective = t.micro_batch_size * t.grad_accum
     capped = best > effective
-    best = min(best, effective)
-    ga = M.rebalance_grad_accum(t.micro_batch_size, t.grad_accum, best)
+    best, ga = M.keep_effective_batch(t.micro_batch_size, t.grad_accum, best)
     changes = [(p, a, b) for p, a, b in (("train.micro_batch_size", t.micro_batch_size, best),
                                          ("train.grad_accum", t.grad_accum, ga)) if a != b]
     msg = (f"Largest micro-batch under {headroom:.0%} of {gpu_total / GB:.0f} GiB: {best}"

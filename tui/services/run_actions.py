@@ -201,6 +201,7 @@ class Lineage:
     results: dict | None = None
     exports: list[dict] = field(default_factory=list)
     done: dict = field(default_factory=dict)
+    origin: str | None = None   # the file a saved dataset version was cleaned from
 
 
 def load_lineage(run_dir: str | Path) -> Lineage:
@@ -213,8 +214,14 @@ def load_lineage(run_dir: str | Path) -> Lineage:
             done = e
         elif e.get("type") == "hello":
             done = {}
-    return Lineage(run=run_dir, data=_read_json(run_dir / rundir.DATA), summary=rundir.summarize(run_dir),
-                   results=read_results(run_dir), exports=read_exports(run_dir), done=done)
+    data = _read_json(run_dir / rundir.DATA)
+    origin = None
+    if data.get("version") and data.get("source"):
+        from engine.data.versions import read_manifest
+
+        origin = (read_manifest(data["source"]) or {}).get("source")
+    return Lineage(run=run_dir, data=data, summary=rundir.summarize(run_dir),
+                   results=read_results(run_dir), exports=read_exports(run_dir), done=done, origin=origin)
 
 
 def _read_json(path: Path) -> dict:

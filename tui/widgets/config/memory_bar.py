@@ -6,6 +6,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from engine.memory import fmt_params
 from tui.services.config_estimate import GB, Measured, MemoryView
 
 COLORS = {"weights": "#5fafd7", "trainable": "#af87d7", "activations": "#ffaf5f",
@@ -14,14 +15,6 @@ COLORS = {"weights": "#5fafd7", "trainable": "#af87d7", "activations": "#ffaf5f"
 
 def gib(n: float | None) -> str:
     return "-" if n is None else f"{n / GB:.2f} GiB" if n < 10 * GB else f"{n / GB:.1f} GiB"
-
-
-def fmt_params(n: float) -> str:
-    """2.1M, 0.5B, 7.24B: a tiny model is not '0.00B'."""
-    for scale, unit in ((1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if n >= scale:
-            return f"{n / scale:.3g}{unit}"
-    return f"{int(n)}"
 
 
 class MemoryBar(Static):

@@ -14,6 +14,11 @@ def _f(v, fmt: str = ".4g") -> str:
     return "-" if not isinstance(v, (int, float)) else format(v, fmt)
 
 
+def _op(o: dict) -> str:
+    n = len(o.get("rows") or o.get("lines") or ([o["row"]] if "row" in o else []))
+    return f"{o.get('op', '?')} {n}"
+
+
 def lineage_text(lin) -> Text:
     """Four stages, one line each (a second, dim line of detail where it helps)."""
     t = Text(no_wrap=False, overflow="ellipsis")
@@ -21,8 +26,16 @@ def lineage_text(lin) -> Text:
     t.append("data  ", "bold cyan")
     if d:
         src = Path(str(d.get("source", "?"))).name
-        t.append(f"{src} ", "bold")
-        t.append(f"v {d.get('version') or 'original'} ")
+        if d.get("version"):
+            # A cleaned version: the file it came from, then the version and its operations.
+            t.append(f"{Path(str(lin.origin)).name if lin.origin else '?'} ", "bold")
+            t.append(f"{ARROW}{d['version']} ")
+            ops = d.get("operations") or []
+            if ops:
+                t.append("(" + ", ".join(_op(o) for o in ops[:4]) + (", …" if len(ops) > 4 else "") + ") ", "dim")
+        else:
+            t.append(f"{src} ", "bold")
+            t.append("original ")
         t.append(f"#{str(d.get('content_hash', '?'))[:10]} ", "dim")
         rows = d.get("rows_usable", d.get("rows_total"))
         splits = d.get("splits") or {}
