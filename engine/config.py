@@ -43,7 +43,8 @@ class ModelConfig:
                 "each checked for packing isolation at start-up.")
     trust_remote_code: bool = _f(False, "Run model code shipped with the checkpoint. Off unless you trust it.")
     chat_template: str | None = _f(
-        None, "Override the tokenizer's chat template: a Jinja string, or 'chatml'. Empty = tokenizer's own.")
+        None, "Override the tokenizer's chat template: a Jinja string, or a template ftwb ships (chatml, qwen, "
+              "qwen3, llama3, mistral, gemma, phi, deepseek_r1). Empty = tokenizer's own.")
 
 
 @dataclass
@@ -84,6 +85,10 @@ class DataConfig:
     max_seq_len: int = _f(1024, "Longest example in tokens; longer ones are truncated or dropped.", min=16, max=1048576)
     overlong: Literal["truncate", "drop"] = _f("truncate", "What to do with examples longer than max_seq_len.")
     train_on: Literal["assistant", "all"] = _f("assistant", "Train on assistant turns only, or on every token.")
+    turn_policy: Literal["auto", "single", "per_turn", "last"] = _f(
+        "auto", "Multi-turn rows whose template renders earlier assistant turns differently (e.g. strips their "
+                "reasoning): auto = one render when every turn renders as it would last, else per_turn (one "
+                "example per assistant turn); single = one render; last = train only the last turn.")
     packing: bool = _f(True, "Pack short examples into one row (attention kept inside each example).")
     allow_findings: bool = _f(False, "Train even when the dataset has secrets, PII or error-level check "
                                      "findings (ftwb train refuses them otherwise; --allow-findings).")
@@ -323,6 +328,14 @@ def _cross_checks(cfg: RunConfig) -> None:
                           "leaves almost nothing to train on; keep the sum below 0.9")
     if cfg.method == "qlora" and cfg.quant.bits == 8 and cfg.quant.type != "nf4":
         raise ConfigError("quant.type: only applies to 4-bit; set quant.bits: 4 or leave quant.type at nf4")
+    ct = cfg.model.chat_template
+    if ct:
+        from engine.data.templates import resolve  # plain Python: reads one small file
+
+        try:
+            resolve(ct)
+        except ValueError as e:
+            raise ConfigError(f"model.chat_template: {e}") from None
     tm = cfg.lora.target_modules
     if isinstance(tm, str) and tm != "all-linear":
         raise ConfigError(f"lora.target_modules: {tm!r} is not allowed; expected 'all-linear' or a list "

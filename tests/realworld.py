@@ -8,7 +8,7 @@ files are kept (plus llama.cpp's MIT licence, which covers the copies).
 
     templates()                  {name: jinja text}, name = file stem
     gguf_tokenizer("qwen2")      a transformers tokenizer built from ggml-vocab-qwen2.gguf
-    tokenizer_for_template(name) the vocab that fits a template, with its markers as tokens
+    tokenizer_for_template(name) the vocab that fits a template, its markers as special tokens
     realworld                    pytest fixture: this module, or a skip when the registry is
                                  out of reach (a failure under CI, where it must be reachable)
 
@@ -214,8 +214,7 @@ FALLBACK_VOCAB = "qwen2"
 
 # Strings templates emit as control tokens: <|...|>, <｜...｜>, [INST]-style, <...> words.
 _MARKER = re.compile(r"<\|[A-Za-z0-9_./:=-]{1,48}\|>|<｜[^<>｜]{1,48}｜>|\[/?[A-Z][A-Z_]{2,30}\]"
-                     r"|</?(?:s|bos|eos|start_of_turn|end_of_turn|think|tool_call|tool_response|"
-                     r"turn\|?|\|turn|\|channel|channel\|)>")
+                     r"|</?(?:s|bos|eos|start_of_turn|end_of_turn)>|<seed:\w+>|\[e~\[|\]~!?b\[")
 
 
 def vocab_for_template(name: str) -> str:
@@ -233,18 +232,29 @@ def template_markers(text: str) -> list[str]:
     return list(seen)
 
 
-def tokenizer_for_template(name: str):
-    """A fresh tokenizer fit for template NAME: the family's real vocabulary (or the
-    fallback), with the template set as its chat template and every marker the template
-    writes that the vocabulary lacks added as a special token, as the family's own
-    tokenizer has them."""
-    text = templates()[name]
-    tok = gguf_tokenizer(vocab_for_template(name))
-    vocab = tok.get_vocab()
-    missing = [m for m in template_markers(text) if m not in vocab]
+@lru_cache(maxsize=None)
+def _family_tokenizer(vocab: str):
+    """One tokenizer per vocabulary per process, holding as special tokens every marker
+    that any template mapped to it writes and the vocabulary lacks (loading a large
+    vocabulary costs seconds; copying one costs as much)."""
+    tok = gguf_tokenizer(vocab)
+    have = tok.get_vocab()
+    missing: dict[str, None] = {}
+    for name, text in templates().items():
+        if vocab_for_template(name) == vocab:
+            missing.update((m, None) for m in template_markers(text) if m not in have)
     if missing:
-        tok.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
-    tok.chat_template = text
+        tok.add_special_tokens({"additional_special_tokens": list(missing)}, replace_extra_special_tokens=False)
+    return tok
+
+
+def tokenizer_for_template(name: str):
+    """A tokenizer fit for template NAME: the family's real vocabulary (or the fallback),
+    with the markers the template writes as special tokens, as the family's own tokenizer
+    has them, and the template set as its chat template. The object is shared by every
+    template of that vocabulary in this process: each call sets chat_template again."""
+    tok = _family_tokenizer(vocab_for_template(name))
+    tok.chat_template = templates()[name]
     return tok
 
 

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from data_fixtures import CHATML, make_tokenizer
-from engine.data.template import CHATML_TEMPLATE, IGNORE, ensure_chat_template, tokenize_example
+from engine.data.template import CHATML_TEMPLATE, IGNORE, ensure_chat_template, tokenize_example, tokenize_row
 from engine.data.tokenize import tokenize_all
 
 CONV = {"messages": [
@@ -66,19 +66,27 @@ def test_completion_text_gets_bos_and_eos_and_is_all_trained():
     assert ids[0] == tok.bos_token_id and ids[-1] == tok.eos_token_id and labels == ids
 
 
-def test_template_breaking_the_prefix_property_falls_back_to_segments():
-    # Drops earlier assistant turns' content when the conversation continues: renders of
-    # early turns are not prefixes of the full render.
+def test_template_rewriting_earlier_turns_gives_one_true_render_per_turn():
+    # Drops earlier assistant turns' content when the conversation continues: no single
+    # render shows both answers, so each turn is its own example, each a real render.
     tpl = ("{% for m in messages %}{% if m['role'] == 'assistant' and not loop.last %}"
            "{{ '<|im_start|>assistant\n(earlier)<|im_end|>\n' }}{% else %}"
            "{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}{% endif %}{% endfor %}"
            "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
     tok = make_tokenizer("chatml")
     tok.chat_template = tpl
-    ids, labels = tokenize_example(tok, CONV)
-    runs = trained_text(tok, ids, labels)
-    assert [r.split("<|im_end|>")[0] for r in runs] == ["Four.", "Three."]
-    assert all(r.endswith("<|im_end|>\n") for r in runs)
+    examples = tokenize_row(tok, CONV)
+    assert [t.plan.turn for t in examples] == [2, 4] and examples[0].plan.policy == "per_turn"
+    for t, upto, answer in zip(examples, (3, 5), ("Four.", "Three.")):
+        render = tok.apply_chat_template(CONV["messages"][:upto], tokenize=False)
+        assert t.input_ids == tok(render, add_special_tokens=False)["input_ids"]
+        assert trained_text(tok, t.input_ids, t.labels) == [answer + "<|im_end|>"]
+    # single: one render, trained as it shows the earlier turn; flagged
+    (one,) = tokenize_row(tok, CONV, turn_policy="single")
+    assert trained_text(tok, one.input_ids, one.labels) == ["(earlier)<|im_end|>", "Three.<|im_end|>"]
+    assert any("reasoning stripped from earlier turns (policy single" in n for n in one.plan.notes)
+    (last,) = tokenize_row(tok, CONV, turn_policy="last")
+    assert trained_text(tok, last.input_ids, last.labels) == ["Three.<|im_end|>"]
 
 
 def test_ensure_chat_template_override_and_fallback():
@@ -87,7 +95,7 @@ def test_ensure_chat_template_override_and_fallback():
     assert ensure_chat_template(tok, "chatml") == CHATML_TEMPLATE
     assert ensure_chat_template(tok, CHATML) == CHATML
     from engine.data.errors import DataError
-    with pytest.raises(DataError, match="neither 'chatml' nor a Jinja template"):
+    with pytest.raises(DataError, match="neither a Jinja template nor a template name"):
         ensure_chat_template(tok, "llama")
     # No ChatML tokens in this vocabulary: markers are trained as plain text, no resize.
     n = len(tok)

@@ -47,6 +47,10 @@ def register(sub) -> None:
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(func=run_split)
 
+    from engine.cli.data_tokens import register as register_tokens
+
+    register_tokens(dsub)
+
 
 def _usage(p: argparse.ArgumentParser) -> int:
     p.print_help(sys.stderr)

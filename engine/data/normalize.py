@@ -65,6 +65,41 @@ def _message(m, i: int, role_key: str, content_key: str) -> dict:
     for k in ("tool_calls", "name", "tool_call_id"):
         if m.get(k) is not None:
             out[k] = m[k]
+    if "tool_calls" in out:
+        out["tool_calls"] = _tool_calls(out["tool_calls"], where)
+    if isinstance(m.get("reasoning_content"), str) and m["reasoning_content"].strip():
+        out["reasoning_content"] = check_text(m["reasoning_content"], where)
+    return out
+
+
+def _tool_calls(calls, where: str) -> list[dict]:
+    """OpenAI/HF tool calls as templates expect them: {"type": "function", "id"?, "function":
+    {"name", "arguments": <object>}}. Arguments given as a JSON string (the wire format) are
+    parsed, so templates that write them with tojson do not encode them twice."""
+    if isinstance(calls, dict):
+        calls = [calls]
+    if not isinstance(calls, list):
+        raise RowError(f"{where} tool_calls is {type(calls).__name__}, not a list of calls")
+    out = []
+    for n, call in enumerate(calls):
+        if not isinstance(call, dict):
+            raise RowError(f"{where} tool call {n} is {type(call).__name__}, not an object")
+        fn = call.get("function") if isinstance(call.get("function"), dict) else call
+        name = fn.get("name")
+        if not isinstance(name, str) or not name.strip():
+            raise RowError(f"{where} tool call {n} has no function name")
+        args = fn.get("arguments", fn.get("parameters", {}))
+        if isinstance(args, str):
+            try:
+                args = json.loads(args) if args.strip() else {}
+            except ValueError:
+                raise RowError(f"{where} tool call {n} ({name}): arguments are not valid JSON") from None
+        if not isinstance(args, dict):
+            raise RowError(f"{where} tool call {n} ({name}): arguments must be a JSON object")
+        item = {"type": "function", "function": {"name": name, "arguments": args}}
+        if call.get("id") is not None:
+            item["id"] = str(call["id"])
+        out.append(item)
     return out
 
 

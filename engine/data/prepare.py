@@ -63,15 +63,24 @@ def prepare(cfg, tokenizer, emit=None) -> Prepared:
     dropped_rows = []
     for name in ("train", "val", "test"):
         idx = mixed.weighted(parts["train"], d.split_seed) if name == "train" else parts[name]
-        tokenize_fn = preference.tokenize_fn(cfg) or tokenize_all
-        items, st = tokenize_fn(tokenizer, [examples[i] for i in idx], d.train_on, d.max_seq_len, d.overlong,
-                                rows=[rows[i] for i in idx], cache_extra=f"{digest}:{fmt}:{name}")
+        tokenize_fn = preference.tokenize_fn(cfg)
+        policy = {} if tokenize_fn else {"turn_policy": getattr(d, "turn_policy", "auto")}
+        items, st = (tokenize_fn or tokenize_all)(tokenizer, [examples[i] for i in idx], d.train_on, d.max_seq_len,
+                                                  d.overlong, rows=[rows[i] for i in idx],
+                                                  cache_extra=f"{digest}:{fmt}:{name}", **policy)
         out[name] = items
         stats["splits"][name] = st
         for k in SUM_KEYS:
             stats[k] += st.get(k, 0)
         dropped_rows += st.get("dropped_rows", [])
         stats["cache"] = st.get("cache")
+    refused = [dr for dr in dropped_rows if "chat template" in dr["reason"]]
+    if stats["dropped_template"] * 2 > len(examples):  # most rows refused: an error now, not a poor run
+        first = refused[0] if refused else None
+        why = f"; first: {mixed.where(first['row'])}: {first['reason']}" if first else ""
+        raise DataError(f"{source}: the chat template refused {stats['dropped_template']} of {len(examples)} rows"
+                        f"{why}; set model.chat_template to a template that fits these conversations, "
+                        "or fix the rows (ftwb data tokens FILE --model DIR shows each one)")
     # Rows dropped while tokenising are problems too, with their line where the source has lines.
     for dr in dropped_rows:
         line = mixed.lines[dr["row"]] if dr["row"] < len(mixed.lines) else None

@@ -1,20 +1,46 @@
 """Chat formatting and the loss mask: which tokens of an example are trained.
 
-The mask works with any chat template, not only ones with generation markers: each
-assistant turn i is located by rendering the conversation up to turn i with the
-generation prompt, and up to and including turn i; the text between the two renders is
-the answer plus whatever the template closes the turn with (<|im_end|>, <|eot_id|>,
-</s> ...), so the end-of-turn token is trained and the next turn's header is not. The
-full conversation is tokenised once and tokens are assigned to spans by their character
-offsets. When a template breaks the prefix property (an earlier render is not a prefix
-of a later one, e.g. templates that drop old reasoning), or the tokenizer has no offsets,
-the example is tokenised segment by segment instead.
+Every training example is ONE render of a conversation by the chat template, tokenised
+as the tokenizer tokenises that text. Nothing is stitched from different renders.
+
+Where each message sits inside the render is found by rendering it a second time with
+every message's text replaced, character for character, by a private-use character that
+names the message (whitespace and the tags templates parse, such as <think>, are kept):
+the characters that change are that message's content, wherever the template put it
+(a system prompt moved into the last user turn, a merged Gemma system, a tool result).
+An assistant turn's trained span then runs
+  from the end of its header: the longest common prefix with the render of the
+    conversation before it plus the generation prompt (what the model sees when it is
+    asked to answer), or, where the template renders that context differently, the last
+    generation-prompt text or control token before the answer,
+  to the end of the end-of-turn token that closes it (<|im_end|>, <|eot_id|>, </s>,
+    <end_of_turn> ...).
+So the answer, its reasoning and its tool calls are trained with the end-of-turn, and
+headers, dates, default system prompts, user text and tool results are not.
+
+Content is text: a special-token string inside a message (an answer that mentions
+<|im_end|>) is tokenised as plain text; only control tokens the template wrote are
+control tokens.
+
+Templates that render earlier assistant turns differently from the last one (Qwen3,
+QwQ, GLM ... strip earlier reasoning) follow data.turn_policy:
+  auto      one render where every assistant turn renders the same as it does when it is
+            the last turn; otherwise per_turn
+  single    one render, every assistant turn trained as that render shows it
+  per_turn  one example per assistant turn: the render of the conversation up to that
+            turn, only that turn trained (packing puts them back together)
+  last      one render, only the last assistant turn trained
 """
 from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from difflib import SequenceMatcher
 
 from engine.data.errors import DataError, RowError
 
 IGNORE = -100
+TURN_POLICIES = ("auto", "single", "per_turn", "last")
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
@@ -23,19 +49,28 @@ CHATML_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
 
+# Strings that close a turn in the families ftwb knows; the tokenizer's eos is added.
+END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<end_of_turn>", "<|end|>", "</s>", "<|endoftext|>",
+               "<｜end▁of▁sentence｜>", "<|END_OF_TURN_TOKEN|>", "<turn|>", "<|return|>", "<|call|>",
+               "<|end_of_text|>", "<eos>", "<|eos|>", "<|end_of_turn|>", "[/TOOL_CALLS]", "<|im_end|>")
+# Tags templates parse inside content (reasoning split, tool-response detection): kept as
+# they are when the content is replaced, so the template takes the same branches.
+_PARSED_TAGS = re.compile(r"</?(?:think|thinking|reasoning|tool_response|tool_call|answer)>")
+_PUA = 0xF0000  # plane-15 private use: one code point per message index
+_MAX_MESSAGES = 0xFFFD
+
 
 def ensure_chat_template(tokenizer, override: str | None = None) -> str:
-    """Set and return the template in effect: the override ('chatml' or Jinja), the
-    tokenizer's own, or ChatML. No tokens are added (that would resize the embeddings):
-    where <|im_start|>/<|im_end|> are not tokens, the markers are trained as plain text."""
+    """Set and return the template in effect: the override (a name ftwb ships, e.g.
+    'chatml', 'llama3', or Jinja), the tokenizer's own, or ChatML. No tokens are added
+    (that would resize the embeddings): where the markers are not tokens they are text."""
+    from engine.data.templates import resolve
+
     if override:
-        if override.strip().lower() == "chatml":
-            template = CHATML_TEMPLATE
-        elif "{{" in override or "{%" in override:
-            template = override
-        else:
-            raise DataError(f"model.chat_template: {override[:60]!r} is neither 'chatml' nor a Jinja template; "
-                            "leave it empty to use the tokenizer's own")
+        try:
+            template = resolve(override)
+        except ValueError as e:
+            raise DataError(f"model.chat_template: {e}") from None
     else:
         template = getattr(tokenizer, "chat_template", None)
         if isinstance(template, dict):  # some tokenizers ship several named templates
@@ -45,55 +80,368 @@ def ensure_chat_template(tokenizer, override: str | None = None) -> str:
     return template
 
 
+# ---------------------------------------------------------------- rendering
+
 def _render(tokenizer, messages: list[dict], tools, generation: bool) -> str:
+    kwargs = {"tools": tools} if tools else {}
     try:
-        return tokenizer.apply_chat_template(messages, tools=tools, tokenize=False,
-                                             add_generation_prompt=generation)
+        out = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation, **kwargs)
     except Exception as e:  # the template's own raise_exception(), or a Jinja error
         msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
         raise RowError(f"the chat template cannot render this conversation ({msg})") from None
+    if not isinstance(out, str):
+        raise RowError("the chat template did not render text")
+    return out
 
 
-def _lcp(a: str, b: str) -> int:
-    n = min(len(a), len(b))
-    i = 0
-    while i < n and a[i] == b[i]:
-        i += 1
-    return i
+def _try_render(tokenizer, messages, tools, generation) -> str | None:
+    try:
+        return _render(tokenizer, messages, tools, generation)
+    except RowError:
+        return None
 
 
-def plan_example(tokenizer, example: dict, train_on: str = "assistant"):
-    """Render an example. Returns ("spans", text, [(start, end), ...]) where the character
-    spans are trained, or ("segments", [(text, trained), ...]) for the fallback path."""
-    if "text" in example and "messages" not in example:
-        return ("plain", example["text"])
-    messages, tools = example["messages"], example.get("tools")
-    full = _render(tokenizer, messages, tools, False)
-    if train_on == "all":
-        return ("spans", full, [(0, len(full))])
-    spans, segments, ok, prev = [], [], True, ""
-    for i, m in enumerate(messages):
-        if m["role"] != "assistant":
+def _mark(text: str, idx: int) -> str:
+    """Every non-space character of `text` (outside parsed tags) as the code point of message idx."""
+    ch = chr(_PUA + idx)
+    out, pos = [], 0
+    for m in _PARSED_TAGS.finditer(text):
+        out.append(re.sub(r"\S", ch, text[pos:m.start()]))
+        out.append(m.group(0))
+        pos = m.end()
+    out.append(re.sub(r"\S", ch, text[pos:]))
+    return "".join(out)
+
+
+def _mark_value(value, idx: int):
+    if isinstance(value, str):
+        return _mark(value, idx)
+    if isinstance(value, dict):
+        return {k: _mark_value(v, idx) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mark_value(v, idx) for v in value]
+    return value
+
+
+def _marked_message(m: dict, idx: int) -> dict:
+    out = dict(m)
+    if isinstance(m.get("content"), str):
+        out["content"] = _mark(m["content"], idx)
+    if isinstance(m.get("reasoning_content"), str):
+        out["reasoning_content"] = _mark(m["reasoning_content"], idx)
+    if m.get("tool_calls"):
+        calls = []
+        for c in m["tool_calls"]:
+            c = dict(c)
+            fn = c.get("function")
+            if isinstance(fn, dict) and "arguments" in fn:
+                c["function"] = {**fn, "arguments": _mark_value(fn["arguments"], idx)}
+            calls.append(c)
+        out["tool_calls"] = calls
+    return out
+
+
+def _owners(render: str, marked: str, tokenizer, messages, tools) -> list[int]:
+    """For each character of `render`, the index of the message whose content it is, or -1
+    for template text."""
+    n = len(render)
+    owner = [-1] * n
+    if len(marked) == n:
+        ok = True
+        for j in range(n):
+            c = marked[j]
+            if c != render[j]:
+                k = ord(c) - _PUA
+                if 0 <= k < len(messages):
+                    owner[j] = k
+                else:
+                    ok = False
+                    break
+        if ok:
+            return owner
+        owner = [-1] * n
+    # The template did something with the content other than copy it (escaped it, measured
+    # it): align the two renders instead.
+    sm = SequenceMatcher(None, render, marked, autojunk=False)
+    for tag, i1, i2, j1, j2 in sm.get_opcodes():
+        if tag == "equal":
             continue
-        try:
-            before = _render(tokenizer, messages[:i], tools, True) if i else ""
-        except RowError:
-            before = ""  # templates that refuse an empty or partial conversation
-        upto = _render(tokenizer, messages[: i + 1], tools, False)
-        if ok and upto.startswith(before) and full.startswith(upto) and len(before) >= len(prev):
-            spans.append((len(before), len(upto)))
-        else:
-            ok = False
-        segments.append((before[_lcp(prev, before):], False))
-        segments.append((upto[_lcp(before, upto):], True))
-        prev = upto
-    if ok:
-        return ("spans", full, spans)
-    return ("segments", [s for s in segments if s[0]])
+        ks = [ord(c) - _PUA for c in marked[j1:j2] if 0 <= ord(c) - _PUA < len(messages)]
+        if tag == "replace" and i2 - i1 == j2 - j1:
+            for d in range(i2 - i1):
+                k = ord(marked[j1 + d]) - _PUA
+                owner[i1 + d] = k if 0 <= k < len(messages) else (ks[0] if ks else -1)
+        elif ks:
+            for j in range(i1, i2):
+                owner[j] = ks[0]
+    return owner
 
+
+# ---------------------------------------------------------------- special tokens
+
+def _special_strings(tokenizer) -> list[str]:
+    cached = getattr(tokenizer, "_ftwb_specials", None)
+    if cached is not None and cached[0] == len(tokenizer):
+        return cached[1]
+    found = set(getattr(tokenizer, "all_special_tokens", []) or [])
+    for tok in (getattr(tokenizer, "added_tokens_decoder", None) or {}).values():
+        if getattr(tok, "special", False):
+            found.add(str(tok))
+    out = sorted((s for s in found if s), key=len, reverse=True)
+    try:
+        tokenizer._ftwb_specials = (len(tokenizer), out)
+    except Exception:  # a tokenizer that refuses attributes simply recomputes
+        pass
+    return out
+
+
+def _find_all(text: str, needles: list[str]) -> list[tuple[int, int, str]]:
+    if not needles:
+        return []
+    pattern = re.compile("|".join(re.escape(s) for s in needles))
+    return [(m.start(), m.end(), m.group(0)) for m in pattern.finditer(text)]
+
+
+def _eot_strings(tokenizer) -> list[str]:
+    out = list(END_OF_TURN)
+    eos = getattr(tokenizer, "eos_token", None)
+    if isinstance(eos, str) and eos:
+        out.append(eos)
+    return sorted(set(out), key=len, reverse=True)
+
+
+# ---------------------------------------------------------------- locating turns
+
+@dataclass
+class Plan:
+    """One training example: a render and what of it is trained.
+    spans: trained character spans; literal: special-token strings inside content
+    (tokenised as text); turn: the trained assistant turn for per-turn examples;
+    notes: lint flags shown in the token view and data check."""
+    text: str
+    spans: list[tuple[int, int]]
+    literal: list[tuple[int, int]] = field(default_factory=list)
+    plain: bool = False
+    turn: int | None = None
+    notes: list[str] = field(default_factory=list)
+    policy: str = ""
+
+
+@dataclass
+class _Located:
+    text: str
+    spans: dict[int, tuple[int, int]]
+    literal: list[tuple[int, int]]
+    no_eot: list[int]
+
+
+def _locate(tokenizer, messages: list[dict], tools, want: list[int], gen_prompt: str,
+            close_text: str = "") -> _Located:
+    """Render `messages` once and find the trained span of each assistant turn in `want`.
+    close_text: the text the template writes after an answer (see _closing_text)."""
+    text = _render(tokenizer, messages, tools, False)
+    marked_msgs = [_marked_message(m, i) for i, m in enumerate(messages)]
+    marked_tools = tools
+    marked = _try_render(tokenizer, marked_msgs, marked_tools, False)
+    owner = _owners(text, marked, tokenizer, messages, tools) if marked is not None else [-1] * len(text)
+
+    specials = _find_all(text, _special_strings(tokenizer))
+    literal = [(s, e) for s, e, _ in specials if any(owner[j] >= 0 for j in range(s, e))]
+    control = [(s, e) for s, e, _ in specials if all(owner[j] < 0 for j in range(s, e))]
+    eots = [(s, e) for s, e, _ in _find_all(text, _eot_strings(tokenizer))
+            if all(owner[j] < 0 for j in range(s, e))]
+
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for j, k in enumerate(owner):
+        if k >= 0:
+            first.setdefault(k, j)
+            last[k] = j + 1
+    spans: dict[int, tuple[int, int]] = {}
+    no_eot: list[int] = []
+    for i in want:
+        prev_end = max((last[k] for k in last if k < i), default=0)
+        later = [first[k] for k in first if k > i]
+        next_start = min(later) if later else len(text)
+        if i in first:
+            p, q = _with_tags(text, first[i], last[i], messages[i])
+        else:  # nothing of this turn's own text is visible (empty answer): start after the context
+            p = q = None
+        # start: the end of the context the model answers from
+        context = _try_render(tokenizer, messages[:i], tools, True) if i else None
+        a = None
+        if context:
+            n = 0
+            limit = min(len(context), len(text))
+            while n < limit and context[n] == text[n]:
+                n += 1
+            if n < len(context):  # diverged inside the context: back off to where a marker or line ends
+                while n > prev_end and text[n - 1] not in ">\n]" and not text[n - 1].isspace():
+                    n -= 1
+            if n >= prev_end and (p is None or n <= p or re.fullmatch(r"(?:\s|</?\w+>)*", text[p:n])):
+                a = n  # (a generation prompt that opens the reasoning tag itself: the tag is not trained)
+        if a is None:
+            hi = p if p is not None else next_start
+            # the generation prompt, or its longest head the render shows (QwQ's adds <think>)
+            for size in range(len(gen_prompt), 2, -1):
+                if gen_prompt[size - 1] not in ">\n]:" and size < len(gen_prompt):
+                    continue  # only heads that end where a marker or line ends
+                k = text.rfind(gen_prompt[:size], prev_end, hi)
+                if k >= 0:
+                    a = k + size
+                    break
+            if a is None:
+                before = [e for s, e in control if prev_end <= s and e <= hi]
+                a = before[-1] if before else (prev_end if p is None else min(prev_end, p) if prev_end <= p else p)
+        if p is None:
+            p = q = a
+        # end: the end-of-turn token that closes the turn
+        if messages[i].get("tool_calls") and not any(owner[j] == i for j in range(len(text))):
+            raise RowError(f"the chat template does not render tool calls (assistant message {i} has only "
+                           "tool_calls); use a template that supports tools, or drop the row")
+        closing = [e for s, e in eots if s >= q and e <= next_start]
+        glue = text[q:next_start]
+        if closing and (not close_text or text.find(close_text, q, next_start) < 0
+                        or closing[0] <= text.find(close_text, q, next_start) + len(close_text)):
+            b = closing[0]
+        elif close_text and glue.lstrip().startswith(close_text):
+            b = q + (len(glue) - len(glue.lstrip())) + len(close_text)
+        elif [e for s, e in control if s == q + len(glue) - len(glue.lstrip())]:
+            # no known end-of-turn: the control token that directly follows the answer closes it
+            b = [e for s, e in control if s == q + len(glue) - len(glue.lstrip())][0]
+        else:
+            b = q
+            no_eot.append(i)
+        spans[i] = (a, b)
+    return _Located(text, spans, literal, no_eot)
+
+
+def _with_tags(text: str, p: int, q: int, message: dict) -> tuple[int, int]:
+    """Widen [p, q) over the parsed tags (<think> ...) that open or close the message's own
+    text: they are kept as they are in the marked render, so they show as template text."""
+    content = message.get("content") or ""
+    lead = re.match(r"\s*((?:</?[A-Za-z_]+>\s*)+)", content)
+    if lead and _PARSED_TAGS.search(lead.group(1)):
+        head = text[:p].rstrip()
+        for tag in reversed(_PARSED_TAGS.findall(lead.group(1))):
+            if not head.endswith(tag):
+                break
+            p = len(head) - len(tag)
+            head = text[:p].rstrip()
+    tail = re.search(r"((?:\s*</?[A-Za-z_]+>)+)\s*$", content)
+    if tail and _PARSED_TAGS.search(tail.group(1)):
+        rest = text[q:]
+        for tag in _PARSED_TAGS.findall(tail.group(1)):
+            stripped = rest.lstrip()
+            if not stripped.startswith(tag):
+                break
+            q += len(rest) - len(stripped) + len(tag)
+            rest = text[q:]
+    return p, q
+
+
+def _closing_text(tokenizer) -> str:
+    """The text this template writes right after an assistant answer, up to the end of its
+    first line (<seed:eos>, [e~[, </assistant> ...): its end-of-turn where no known one fits."""
+    key = hash(str(tokenizer.chat_template))
+    cached = getattr(tokenizer, "_ftwb_closing", None)
+    if cached and cached[0] == key:
+        return cached[1]
+    answer = "Hello there"
+    probe = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": answer}]
+    text = _try_render(tokenizer, probe, None, False) or ""
+    k = text.rfind(answer)
+    close = ""
+    if k >= 0:
+        rest = text[k + len(answer):].lstrip(" \t")
+        close = rest.split("\n", 1)[0].strip() if rest.strip() else ""
+    try:
+        tokenizer._ftwb_closing = (key, close)
+    except Exception:
+        pass
+    return close
+
+
+def _generation_prompt(tokenizer) -> str:
+    """The text the template adds for add_generation_prompt after a plain user turn."""
+    key = hash(str(tokenizer.chat_template))
+    cached = getattr(tokenizer, "_ftwb_genprompt", None)
+    if cached and cached[0] == key:
+        return cached[1]
+    probe = [{"role": "user", "content": "Hi"}]
+    with_gp = _try_render(tokenizer, probe, None, True) or ""
+    without = _try_render(tokenizer, probe, None, False) or ""
+    gp = with_gp[len(without):] if with_gp.startswith(without) else ""
+    try:
+        tokenizer._ftwb_genprompt = (key, gp)
+    except Exception:
+        pass
+    return gp
+
+
+def plan_row(tokenizer, example: dict, train_on: str = "assistant", turn_policy: str = "auto") -> list[Plan]:
+    """The training examples of one normalised row (several where the turn policy is per_turn)."""
+    if "text" in example and "messages" not in example:
+        return [Plan(example["text"], [], plain=True)]
+    if turn_policy not in TURN_POLICIES:
+        raise DataError(f"data.turn_policy: {turn_policy!r} is not one of {', '.join(TURN_POLICIES)}")
+    messages, tools = example["messages"], example.get("tools")
+    if len(messages) > _MAX_MESSAGES:
+        raise RowError(f"{len(messages)} messages in one conversation; at most {_MAX_MESSAGES}")
+    if train_on == "all":
+        text = _render(tokenizer, messages, tools, False)
+        loc = _locate(tokenizer, messages, tools, [], "")
+        return [Plan(text, [(0, len(text))], loc.literal, policy="all")]
+    turns = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
+    if not turns:
+        raise RowError("no assistant turn to train")
+    gp = _generation_prompt(tokenizer), _closing_text(tokenizer)
+    end = turns[-1] + 1
+    full = _locate(tokenizer, messages[:end], tools, turns, *gp)
+    notes = [f"end-of-turn not trained (assistant turn {i})" for i in full.no_eot]
+    if turn_policy == "last":
+        return [Plan(full.text, [full.spans[turns[-1]]], full.literal, notes=notes, policy="last")]
+    if turn_policy == "single" or len(turns) == 1:
+        rewritten = _rewritten(tokenizer, messages, tools, turns, full, gp) if turn_policy == "single" else []
+        if rewritten:
+            notes.append(f"reasoning stripped from earlier turns (policy single applied; turns {rewritten} "
+                         "trained as the full render shows them)")
+        return [Plan(full.text, [full.spans[i] for i in turns], full.literal, notes=notes,
+                     policy="single" if len(turns) > 1 else "")]
+    # auto / per_turn: each earlier turn rendered as the last one
+    alone = {i: _locate(tokenizer, messages[:i + 1], tools, [i], *gp) for i in turns[:-1]}
+    alone[turns[-1]] = full
+    same = all(full.text[slice(*full.spans[i])] == alone[i].text[slice(*alone[i].spans[i])] for i in turns)
+    if turn_policy == "auto" and same:
+        return [Plan(full.text, [full.spans[i] for i in turns], full.literal, notes=notes, policy="single")]
+    note = [] if same else ["reasoning stripped from earlier turns (policy per_turn applied: one example per turn)"]
+    out = []
+    for i in turns:
+        loc = alone[i]
+        n = [f"end-of-turn not trained (assistant turn {i})" for i in loc.no_eot]
+        out.append(Plan(loc.text, [loc.spans[i]], loc.literal, turn=i, notes=note + n, policy="per_turn"))
+    return out
+
+
+def _rewritten(tokenizer, messages, tools, turns, full: _Located, gp: tuple) -> list[int]:
+    out = []
+    for i in turns[:-1]:
+        loc = _locate(tokenizer, messages[:i + 1], tools, [i], *gp)
+        if full.text[slice(*full.spans[i])] != loc.text[slice(*loc.spans[i])]:
+            out.append(i)
+    return out
+
+
+def plan_example(tokenizer, example: dict, train_on: str = "assistant", turn_policy: str = "auto") -> Plan:
+    """The row's last (longest) training example; see plan_row for all of them."""
+    return plan_row(tokenizer, example, train_on, turn_policy)[-1]
+
+
+# ---------------------------------------------------------------- tokenising
 
 def _labels_from_offsets(ids: list[int], offsets, spans) -> list[int]:
     labels = [IGNORE] * len(ids)
+    spans = sorted(spans)
     k = 0
     for j, (start, _end) in enumerate(offsets):
         while k < len(spans) and start >= spans[k][1]:
@@ -103,16 +451,6 @@ def _labels_from_offsets(ids: list[int], offsets, spans) -> list[int]:
         if start >= spans[k][0]:
             labels[j] = ids[j]
     return labels
-
-
-def _encode_piece(tokenizer, text: str, first: bool) -> list[int]:
-    """Encode a piece of a longer text. A piece after the first is encoded after a newline
-    that is then removed, so SentencePiece tokenizers add no word-start space of their own."""
-    if first:
-        return tokenizer(text, add_special_tokens=False)["input_ids"]
-    nl = tokenizer("\n", add_special_tokens=False)["input_ids"]
-    ids = tokenizer("\n" + text, add_special_tokens=False)["input_ids"]
-    return ids[len(nl):] if ids[: len(nl)] == nl else tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 def _plain_ids(tokenizer, ids: list[int]) -> list[int]:
@@ -125,46 +463,100 @@ def _plain_ids(tokenizer, ids: list[int]) -> list[int]:
     return out
 
 
-def tokenize_planned(tokenizer, plans: list) -> list[tuple[list[int], list[int]]]:
-    """Tokenise planned examples; everything with offsets goes through the tokenizer in one batch."""
-    out: list = [None] * len(plans)
-    batch_idx, batch_text = [], []
+def _encode_with_literals(tokenizer, text: str, literal: list[tuple[int, int]]):
+    """Token ids and character offsets of `text` where the special-token strings at
+    `literal` are plain text: the text is cut at the template's own control tokens, each
+    piece between them is encoded with special tokens switched off."""
+    specials = _find_all(text, _special_strings(tokenizer))
+    lit = set(literal)
+    control = [(s, e) for s, e, _ in specials if (s, e) not in lit]
+    ids: list[int] = []
+    offsets: list[tuple[int, int]] = []
+    pos = 0
+    nl = tokenizer("\n", add_special_tokens=False)["input_ids"]
+
+    def piece(a: int, b: int) -> None:
+        if a >= b:
+            return
+        chunk = text[a:b]
+        if a == 0 or not nl:
+            enc = tokenizer(chunk, add_special_tokens=False, split_special_tokens=True,
+                            return_offsets_mapping=True)
+            ids.extend(enc["input_ids"])
+            offsets.extend((a + s, a + e) for s, e in enc["offset_mapping"])
+            return
+        # Encoded after a newline that is then removed, so SentencePiece tokenizers add no
+        # word-start space of their own in the middle of a text.
+        enc = tokenizer("\n" + chunk, add_special_tokens=False, split_special_tokens=True,
+                        return_offsets_mapping=True)
+        got, offs = enc["input_ids"], enc["offset_mapping"]
+        if got[:len(nl)] != nl or (len(offs) > len(nl) and offs[len(nl)][0] < 1):
+            # the newline merged with the piece's own leading whitespace: encode it alone
+            enc = tokenizer(chunk, add_special_tokens=False, split_special_tokens=True,
+                            return_offsets_mapping=True)
+            ids.extend(enc["input_ids"])
+            offsets.extend((a + s, a + e) for s, e in enc["offset_mapping"])
+            return
+        ids.extend(got[len(nl):])
+        offsets.extend((a + max(s - 1, 0), a + max(e - 1, 0)) for s, e in offs[len(nl):])
+
+    for s, e in control:
+        piece(pos, s)
+        ids.append(tokenizer.convert_tokens_to_ids(text[s:e]))
+        offsets.append((s, e))
+        pos = e
+    piece(pos, len(text))
+    return ids, offsets
+
+
+@dataclass
+class Tokenized:
+    input_ids: list[int]
+    labels: list[int]
+    plan: Plan
+
+
+def tokenize_plans(tokenizer, plans: list[Plan]) -> list[Tokenized]:
+    """Tokenise planned examples; the common case goes through the tokenizer in one batch."""
     fast = getattr(tokenizer, "is_fast", False)
-    for i, plan in enumerate(plans):
-        if plan[0] == "plain" or (plan[0] == "spans" and fast):
-            batch_idx.append(i)
-            batch_text.append(plan[1])
-        elif plan[0] == "spans":  # slow tokenizer: cut the text at the span edges
-            text, spans, segs, pos = plan[1], plan[2], [], 0
-            for a, b in spans:
-                segs += [(text[pos:a], False), (text[a:b], True)]
-                pos = b
-            segs.append((text[pos:], False))
-            out[i] = _tokenize_segments(tokenizer, [s for s in segs if s[0]])
-        else:
-            out[i] = _tokenize_segments(tokenizer, plan[1])
-    if batch_text:
-        enc = tokenizer(batch_text, add_special_tokens=False, return_offsets_mapping=fast)
+    out: list = [None] * len(plans)
+    batch_idx = [i for i, p in enumerate(plans) if fast and not p.literal]
+    if batch_idx:
+        enc = tokenizer([plans[i].text for i in batch_idx], add_special_tokens=False, return_offsets_mapping=True)
         for n, i in enumerate(batch_idx):
-            ids = enc["input_ids"][n]
-            if plans[i][0] == "plain":
+            ids, plan = enc["input_ids"][n], plans[i]
+            if plan.plain:
                 ids = _plain_ids(tokenizer, ids)
-                out[i] = (ids, list(ids))
+                out[i] = Tokenized(ids, list(ids), plan)
             else:
-                out[i] = (ids, _labels_from_offsets(ids, enc["offset_mapping"][n], plans[i][2]))
+                out[i] = Tokenized(ids, _labels_from_offsets(ids, enc["offset_mapping"][n], plan.spans), plan)
+    for i, plan in enumerate(plans):
+        if out[i] is not None:
+            continue
+        if not fast:
+            raise DataError("ftwb needs a fast tokenizer (tokenizer.json) to locate the trained tokens; "
+                            "this one has no offset mapping")
+        ids, offsets = _encode_with_literals(tokenizer, plan.text, plan.literal)
+        if plan.plain:
+            ids = _plain_ids(tokenizer, ids)
+            out[i] = Tokenized(ids, list(ids), plan)
+        else:
+            out[i] = Tokenized(ids, _labels_from_offsets(ids, offsets, plan.spans), plan)
     return out
 
 
-def _tokenize_segments(tokenizer, segments: list[tuple[str, bool]]) -> tuple[list[int], list[int]]:
-    ids: list[int] = []
-    labels: list[int] = []
-    for n, (text, trained) in enumerate(segments):
-        piece = _encode_piece(tokenizer, text, first=(n == 0))
-        ids += piece
-        labels += piece if trained else [IGNORE] * len(piece)
-    return ids, labels
+def tokenize_planned(tokenizer, plans: list[Plan]) -> list[tuple[list[int], list[int]]]:
+    return [(t.input_ids, t.labels) for t in tokenize_plans(tokenizer, plans)]
 
 
-def tokenize_example(tokenizer, example: dict, train_on: str = "assistant") -> tuple[list[int], list[int]]:
-    """(input_ids, labels) for one normalised example; labels are IGNORE (-100) where not trained."""
-    return tokenize_planned(tokenizer, [plan_example(tokenizer, example, train_on)])[0]
+def tokenize_row(tokenizer, example: dict, train_on: str = "assistant",
+                 turn_policy: str = "auto") -> list[Tokenized]:
+    return tokenize_plans(tokenizer, plan_row(tokenizer, example, train_on, turn_policy))
+
+
+def tokenize_example(tokenizer, example: dict, train_on: str = "assistant",
+                     turn_policy: str = "auto") -> tuple[list[int], list[int]]:
+    """(input_ids, labels) of the row's last (longest) training example; labels are IGNORE
+    (-100) where not trained."""
+    t = tokenize_row(tokenizer, example, train_on, turn_policy)[-1]
+    return t.input_ids, t.labels

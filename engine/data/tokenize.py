@@ -9,13 +9,15 @@ import tempfile
 from pathlib import Path
 
 from engine.data.errors import RowError
-from engine.data.template import IGNORE, plan_example, tokenize_planned
+from engine.data.template import IGNORE, TURN_POLICIES, plan_row, tokenize_plans
 
 # Bump when the tokenised output for the same inputs changes, so old cache entries are not reused.
-CODE_VERSION = "tok-1"
+CODE_VERSION = "tok-2"
 BATCH = 1000
 STAT_KEYS = ("rows_in", "rows_out", "truncated", "dropped_overlong", "dropped_no_trainable",
-             "truncated_cut_assistant", "tokens", "trainable_tokens")
+             "truncated_cut_assistant", "tokens", "trainable_tokens", "examples", "rows_literal_specials",
+             "rows_per_turn", "rows_no_eot")
+MAX_LISTED = 100  # rows named per finding, so users can find them
 
 
 def cache_dir() -> Path:
@@ -37,12 +39,12 @@ def tokenizer_fingerprint(tokenizer) -> str:
 
 
 def cache_key(tokenizer, examples: list[dict], rows: list[int], train_on: str, max_seq_len: int,
-              overlong: str, extra: str = "") -> str:
+              overlong: str, extra: str = "", turn_policy: str = "auto") -> str:
     """Keyed by the examples themselves (which fixes the dataset version, format and split),
     the tokenizer, its chat template and the length/masking settings."""
     h = hashlib.sha256()
     for part in (CODE_VERSION, extra, tokenizer_fingerprint(tokenizer), str(tokenizer.chat_template),
-                 str(max_seq_len), overlong, train_on):
+                 str(max_seq_len), overlong, train_on, turn_policy):
         h.update(part.encode() + b"\0")
     h.update(json.dumps([examples, rows], sort_keys=True, ensure_ascii=False).encode())
     return h.hexdigest()
@@ -50,34 +52,40 @@ def cache_key(tokenizer, examples: list[dict], rows: list[int], train_on: str, m
 
 def tokenize_all(tokenizer, examples: list[dict], train_on: str, max_seq_len: int, overlong: str, *,
                  rows: list[int] | None = None, cache: bool | str | Path = True,
-                 cache_extra: str = "") -> tuple[list[dict], dict]:
+                 cache_extra: str = "", turn_policy: str = "auto") -> tuple[list[dict], dict]:
     """Items {"input_ids", "labels", "row"} and stats. `rows` are the source row indices of
-    the examples (default 0..n-1). `cache`: True = default dir, a path, or False = off."""
+    the examples (default 0..n-1); a row gives several items under turn_policy per_turn.
+    `cache`: True = default dir, a path, or False = off."""
+    if turn_policy not in TURN_POLICIES:
+        raise ValueError(f"turn_policy {turn_policy!r}; expected one of {TURN_POLICIES}")
     rows = list(range(len(examples))) if rows is None else list(rows)
     path = None
     if cache:
         d = Path(cache) if not isinstance(cache, bool) else cache_dir()
-        key = cache_key(tokenizer, examples, rows, train_on, max_seq_len, overlong, cache_extra)
+        key = cache_key(tokenizer, examples, rows, train_on, max_seq_len, overlong, cache_extra, turn_policy)
         path = d / f"{key}.parquet"
         hit = _read_cache(path)
         if hit is not None:
             return hit
-    items, stats = _tokenize(tokenizer, examples, rows, train_on, max_seq_len, overlong)
+    items, stats = _tokenize(tokenizer, examples, rows, train_on, max_seq_len, overlong, turn_policy)
     stats["cache"] = "miss" if path else "off"
     if path is not None:
         _write_cache(path, items, stats)
     return items, stats
 
 
-def _tokenize(tokenizer, examples, rows, train_on, max_seq_len, overlong):
+def _tokenize(tokenizer, examples, rows, train_on, max_seq_len, overlong, turn_policy="auto"):
     stats = {k: 0 for k in STAT_KEYS}
     stats["rows_in"] = len(examples)
     stats["dropped_template"] = 0  # the chat template refused the conversation
     stats["dropped_rows"] = []  # (row, reason) for the first few, so users can find them
+    stats["literal_rows"] = []  # (row, strings): special-token text inside content, kept as text
+    stats["note_rows"] = []  # (row, notes): lint flags of the row's examples
     items = []
+    kept_rows: set[int] = set()
 
     def drop(row: int, reason: str) -> None:
-        if len(stats["dropped_rows"]) < 100:
+        if len(stats["dropped_rows"]) < MAX_LISTED:
             stats["dropped_rows"].append({"row": row, "reason": reason})
 
     for start in range(0, len(examples), BATCH):
@@ -85,16 +93,21 @@ def _tokenize(tokenizer, examples, rows, train_on, max_seq_len, overlong):
         plans, plan_rows = [], []
         for ex, row in zip(chunk, rows[start:start + BATCH]):
             try:
-                plans.append(plan_example(tokenizer, ex, train_on))
-                plan_rows.append(row)
+                row_plans = plan_row(tokenizer, ex, train_on, turn_policy)
             except RowError as e:
                 stats["dropped_template"] += 1
                 drop(row, str(e))
-        for (ids, labels), row in zip(tokenize_planned(tokenizer, plans), plan_rows):
+                continue
+            plans += row_plans
+            plan_rows += [row] * len(row_plans)
+            _note(stats, row, row_plans)
+        dropped_here: dict[int, str] = {}
+        for tok, row in zip(tokenize_plans(tokenizer, plans), plan_rows):
+            ids, labels = tok.input_ids, tok.labels
             if len(ids) > max_seq_len:
                 if overlong == "drop":
                     stats["dropped_overlong"] += 1
-                    drop(row, f"{len(ids)} tokens, longer than max_seq_len {max_seq_len}")
+                    dropped_here.setdefault(row, f"{len(ids)} tokens, longer than max_seq_len {max_seq_len}")
                     continue
                 stats["truncated"] += 1
                 if any(x != IGNORE for x in labels[max_seq_len:]):
@@ -104,13 +117,36 @@ def _tokenize(tokenizer, examples, rows, train_on, max_seq_len, overlong):
             trained = sum(1 for x in labels[1:] if x != IGNORE)
             if trained == 0:
                 stats["dropped_no_trainable"] += 1
-                drop(row, "no trainable tokens after masking and truncation")
+                dropped_here.setdefault(row, "no trainable tokens after masking and truncation")
                 continue
-            items.append({"input_ids": ids, "labels": labels, "row": row})
+            item = {"input_ids": ids, "labels": labels, "row": row}
+            if tok.plan.turn is not None:
+                item["turn"] = tok.plan.turn
+            items.append(item)
+            kept_rows.add(row)
             stats["tokens"] += len(ids)
             stats["trainable_tokens"] += trained
-    stats["rows_out"] = len(items)
+        for row, reason in dropped_here.items():
+            if row not in kept_rows:
+                drop(row, reason)
+    stats["examples"] = len(items)
+    stats["rows_out"] = len(kept_rows)
     return items, stats
+
+
+def _note(stats: dict, row: int, plans) -> None:
+    literal = sorted({p.text[s:e] for p in plans for s, e in p.literal})
+    if literal:
+        stats["rows_literal_specials"] += 1
+        if len(stats["literal_rows"]) < MAX_LISTED:
+            stats["literal_rows"].append({"row": row, "strings": literal})
+    notes = list(dict.fromkeys(n for p in plans for n in p.notes))
+    if any(p.policy == "per_turn" for p in plans) and len(plans) > 1:
+        stats["rows_per_turn"] += 1
+    if any(n.startswith("end-of-turn not trained") for n in notes):
+        stats["rows_no_eot"] += 1
+    if notes and len(stats["note_rows"]) < MAX_LISTED:
+        stats["note_rows"].append({"row": row, "notes": notes})
 
 
 # ---------------------------------------------------------------- cache
