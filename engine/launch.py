@@ -56,7 +56,15 @@ def prepare_run(cfg: C.RunConfig, runs_dir: str | None = None, name: str | None 
     path = rundir.create(root, name)
     cfg.output.runs_dir = str(root)
     cfg.output.name = name
-    C.save(cfg, path / rundir.CONFIG)
+    try:
+        C.save(cfg, path / rundir.CONFIG)
+    except OSError as e:  # a full disk: leave no empty run directory behind
+        import shutil
+
+        shutil.rmtree(path, ignore_errors=True)
+        free = shutil.disk_usage(root).free if root.exists() else 0
+        raise rundir.RunDirError(f"cannot write the run directory in {root}: {e.strerror} "
+                                 f"({free / 2**20:.1f} MiB free); free some space or pass --runs-dir DIR") from None
     return path
 
 

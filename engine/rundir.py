@@ -26,6 +26,7 @@ LOG = "engine.log"
 PID = "engine.pid"
 LOCK = "engine.lock"
 CHECKPOINTS = "checkpoints"
+MANIFEST = "manifest.json"  # written last into a checkpoint: its presence marks it complete
 ADAPTER = "adapter"
 EVAL = "eval"
 
@@ -240,13 +241,14 @@ def latest_run(runs_dir: str | os.PathLike) -> Path | None:
 
 
 def checkpoints(run_dir: str | os.PathLike) -> list[Path]:
-    """Complete checkpoints (those with their state file), oldest step first."""
+    """Complete checkpoints (those with their manifest), oldest step first. Whether each is
+    intact (sizes, finite weights) is engine.train.checkpoint.verify's job."""
     d = Path(run_dir) / CHECKPOINTS
     if not d.is_dir():
         return []
     found = []
     for p in d.iterdir():
         m = re.fullmatch(r"checkpoint-(\d+)", p.name)
-        if m and (p / "trainer_state.json").exists():
+        if m and (p / MANIFEST).exists():
             found.append((int(m.group(1)), p))
     return [p for _, p in sorted(found)]

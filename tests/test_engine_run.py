@@ -171,12 +171,14 @@ def test_oom_reports_batch_shape_and_hint_without_a_traceback_flood(tmp_path):
 
 def test_nan_loss_warns_and_stops_with_the_last_good_checkpoint(tmp_path):
     cfg = write_config(small_demo_config(max_steps=20, save_every=3), tmp_path / "run.yaml")
-    res = ftwb("train", str(cfg), "--runs-dir", str(tmp_path / "runs"), env={"FTWB_INJECT_FAULT": "nan@5"})
+    res = ftwb("train", str(cfg), "--runs-dir", str(tmp_path / "runs"), env={"FTWB_INJECT_FAULT": "nan@5+"})
     assert res.returncode == 1
     run = only_run(tmp_path / "runs")
     evs = events_of(run)
-    warn = next(e for e in evs if e["type"] == "warning" and e["kind"] == "nan")
-    assert "checkpoint-3" in warn["message"]
+    skips = [e for e in evs if e["type"] == "warning" and e["kind"] == "nan" and e.get("skipped")]
+    assert [(e["step"], e["what"]) for e in skips] == [(5, "loss"), (6, "loss"), (7, "loss")]
+    warn = next(e for e in evs if e["type"] == "warning" and e["kind"] == "nan" and e["what"] == "run")
+    assert "checkpoint-3" in warn["message"] and "3 times in a row" in warn["message"]
     assert evs[-1]["status"] == "failed" and evs[-1]["summary"]["last_good_checkpoint"].endswith("checkpoint-3")
     assert max(e["step"] for e in evs if e["type"] == "metric") == 4
 

@@ -112,7 +112,7 @@ def test_rotation_keeps_the_last_k_and_the_best(tmp_path):
     for step in (5, 10, 15, 20, 25):
         d = tmp_path / rundir.CHECKPOINTS / f"checkpoint-{step}"
         d.mkdir(parents=True)
-        (d / "trainer_state.json").write_text("{}")
-    (tmp_path / rundir.CHECKPOINTS / "checkpoint-30").mkdir()  # incomplete: no state file
+        (d / rundir.MANIFEST).write_text("{}")
+    (tmp_path / rundir.CHECKPOINTS / "checkpoint-30").mkdir()  # incomplete: no manifest
     rotate(tmp_path, keep=2, best_step=10)
     assert [p.name for p in rundir.checkpoints(tmp_path)] == ["checkpoint-10", "checkpoint-20", "checkpoint-25"]

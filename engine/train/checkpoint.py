@@ -1,11 +1,16 @@
 """Checkpoints for exact resume: weights, optimizer, scheduler, RNG and data position.
 
-Each checkpoint is written to a temporary directory and renamed into place, so a crash
-mid-save never leaves a half checkpoint that resume would pick up. Rotation keeps the
-last K plus the best by validation loss.
+Each checkpoint is written to a temporary directory and renamed into place, and it counts
+as complete only once its manifest (written last: every file with its size, and whether
+the weights were all finite) is there. Resume verifies the manifest and falls back to the
+newest intact checkpoint. Rotation keeps the last K plus the best by validation loss and
+deletes a checkpoint's manifest first, so a kill mid-rotation leaves it incomplete, never
+"complete" without its weights. A write that fails (a full disk) removes its temporary
+directory and raises DiskError with the path and the free space.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -17,6 +22,45 @@ from engine import rundir
 from engine.train.model import load_weights, save_weights
 
 STATE = "trainer_state.json"
+MANIFEST = rundir.MANIFEST
+MANIFEST_VERSION = 1
+# Test hook for disk faults where no small filesystem can be mounted: FTWB_FAIL_CHECKPOINT_AT=3
+# makes the checkpoint of step 3 fail to write with ENOSPC, as a full disk would.
+_FAIL_AT = os.environ.get("FTWB_FAIL_CHECKPOINT_AT", "")
+
+
+class DiskError(OSError):
+    """Writing to the run directory failed (full disk, quota, read-only); says where and how much is free."""
+
+    def __init__(self, path: Path, cause: OSError):
+        self.path, self.cause = Path(path), cause
+        self.free_bytes = free_bytes(self.path)
+        self.message = (f"cannot write {self.path}: {cause.strerror or cause} "
+                        f"({_human(self.free_bytes)} free on that disk)")
+        super().__init__(cause.errno, self.message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def free_bytes(path: Path) -> int | None:
+    p = Path(path)
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    try:
+        return shutil.disk_usage(p).free
+    except OSError:
+        return None
+
+
+def _human(n: int | None) -> str:
+    if n is None:
+        return "unknown space"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
 
 
 def rng_state() -> dict[str, Any]:
@@ -40,24 +84,80 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def weights_finite(model) -> bool:
+    """True when every trainable weight is finite (one host sync)."""
+    import torch
+
+    flags = [torch.isfinite(p.detach()).all() for p in model.parameters() if p.requires_grad]
+    return bool(torch.stack([f.to(flags[0].device) for f in flags]).all()) if flags else True
+
+
 def save(run_dir: Path, step: int, model, tokenizer, optimizer, scheduler, state: dict, method: str) -> Path:
     import torch
 
     root = run_dir / rundir.CHECKPOINTS
-    root.mkdir(exist_ok=True)
     final = root / f"checkpoint-{step}"
     tmp = root / f".tmp-checkpoint-{step}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_weights(model, tokenizer, tmp, method)
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-    torch.save(rng_state(), tmp / "rng.pt")
-    # The state file goes last: its presence marks the checkpoint complete.
-    (tmp / STATE).write_text(json.dumps(state, indent=1))
-    if final.exists():  # the same step saved twice (save-now right after a periodic save)
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    try:
+        root.mkdir(exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_weights(model, tokenizer, tmp, method)
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        torch.save(rng_state(), tmp / "rng.pt")
+        (tmp / STATE).write_text(json.dumps(state, indent=1))
+        if _FAIL_AT == str(step):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp / "optimizer.pt"))
+        _write_manifest(tmp, step, bool(state.get("finite", True)))
+        if final.exists():  # the same step saved twice (save-now right after a periodic save)
+            _remove(final)
+        os.replace(tmp, final)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)  # a half checkpoint must not keep the disk full
+        raise DiskError(Path(e.filename) if e.filename else tmp, e) from None
+    except RuntimeError as e:
+        # torch.save reports a short write as "[enforce fail at inline_container.cc] unexpected
+        # pos ..." (a RuntimeError, no errno): on a full disk that is the disk's doing.
+        shutil.rmtree(tmp, ignore_errors=True)
+        if "unexpected pos" in str(e) or "write" in str(e).lower():
+            raise DiskError(tmp, OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)} (torch: {e})")) from None
+        raise
     return final
+
+
+def _write_manifest(d: Path, step: int, finite: bool) -> None:
+    files = {p.name: p.stat().st_size for p in sorted(d.iterdir()) if p.is_file() and p.name != MANIFEST}
+    text = json.dumps({"version": MANIFEST_VERSION, "step": step, "finite": finite, "files": files}, indent=1)
+    with open(d / MANIFEST, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def verify(ckpt: Path) -> str | None:
+    """None when the checkpoint is intact (every file of its manifest, at its size, and
+    finite weights); otherwise what is wrong with it."""
+    try:
+        man = json.loads((ckpt / MANIFEST).read_text())
+        files = man["files"]
+    except FileNotFoundError:
+        return "no manifest (the write did not finish)"
+    except (OSError, ValueError, KeyError, TypeError):
+        return "its manifest is unreadable"
+    if not isinstance(files, dict) or not files:
+        return "its manifest lists no files"
+    for name, size in files.items():
+        try:
+            actual = (ckpt / name).stat().st_size
+        except FileNotFoundError:
+            return f"{name} is missing"
+        except OSError as e:
+            return f"{name} cannot be read ({e.strerror})"
+        if actual != size:
+            return f"{name} is {actual} bytes, the manifest says {size}"
+    if man.get("finite") is False:
+        return "its weights are not all finite"
+    return None
 
 
 def load(ckpt: Path, model, optimizer, scheduler, method: str) -> dict:
@@ -70,6 +170,15 @@ def load(ckpt: Path, model, optimizer, scheduler, method: str) -> dict:
     return json.loads((ckpt / STATE).read_text())
 
 
+def _remove(p: Path) -> None:
+    """Manifest first: from then on the checkpoint is incomplete, whatever else survives."""
+    try:
+        (p / MANIFEST).unlink(missing_ok=True)
+    except OSError:
+        pass
+    shutil.rmtree(p, ignore_errors=True)
+
+
 def rotate(run_dir: Path, keep: int, best_step: int | None) -> list[Path]:
     """Delete all but the newest `keep` checkpoints and the best one; return what was removed."""
     ckpts = rundir.checkpoints(run_dir)
@@ -79,7 +188,7 @@ def rotate(run_dir: Path, keep: int, best_step: int | None) -> list[Path]:
     removed = []
     for p in ckpts:
         if p not in protected:
-            shutil.rmtree(p, ignore_errors=True)
+            _remove(p)
             removed.append(p)
     for stale in (run_dir / rundir.CHECKPOINTS).glob(".tmp-checkpoint-*"):
         shutil.rmtree(stale, ignore_errors=True)

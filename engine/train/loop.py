@@ -25,7 +25,8 @@ from engine.train.schedule import make_scheduler
 SPIKE_FACTOR = 3.0  # a loss this many times the recent average is reported as a spike
 
 # Fault injection for tests of the failure paths on machines without the hardware to hit
-# them for real: FTWB_INJECT_FAULT=oom@3 raises CUDA OOM at step 3, nan@3 a NaN loss.
+# them for real: FTWB_INJECT_FAULT=oom@3 raises CUDA OOM at step 3, nan@3 a NaN loss,
+# nangrad@3 a NaN gradient norm; a trailing + (nan@3+) repeats it at every later step.
 _FAULT = os.environ.get("FTWB_INJECT_FAULT", "")
 
 
@@ -51,7 +52,13 @@ def step_context(model, cfg: RunConfig, device: str, amp_dtype):
 
 
 class NonFiniteLoss(RuntimeError):
-    """The step's loss was NaN or infinite; the run stops with its last good checkpoint."""
+    """Training cannot go on finitely (non-finite losses or gradients step after step, or
+    non-finite weights); the run stops with its last checkpoint whose weights are finite."""
+
+
+# A non-finite loss or gradient norm skips the optimizer step; this many in a row (or any
+# non-finite weight) means the run cannot continue.
+NONFINITE_LIMIT = 3
 
 
 @dataclass
@@ -238,12 +245,15 @@ class Trainer:
             loss_sum_f, grad_norm = torch.stack([loss_total.float(), norm_t.float().to(loss_total.device)]).tolist()
             loss = loss_sum_f / n_trained
         if _FAULT:
-            loss = self._inject(loss)
-        if not math.isfinite(loss):
-            self.optimizer.zero_grad(set_to_none=True)
-            raise NonFiniteLoss(f"loss became {loss} at step {self.state.step + 1}")
+            loss, grad_norm = self._inject(loss, grad_norm)
+        # A NaN/inf loss or gradient norm must never reach the weights: skip the update. With
+        # fp16 loss scaling inf gradients are routine; the scaler skips and rescales itself.
+        skipped = ("loss" if not math.isfinite(loss)
+                   else "grad_norm" if not math.isfinite(grad_norm) and not self.scaler else None)
         lr = self.scheduler.get_last_lr()[0]
-        if self.scaler:
+        if skipped:
+            self.optimizer.zero_grad(set_to_none=True)
+        elif self.scaler:
             self.scaler.step(self.optimizer)
             self.scaler.update()
         else:
@@ -258,18 +268,37 @@ class Trainer:
         self.state.tokens_seen += n_tokens
         self.state.trained_tokens += n_trained
         return {"loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens": n_tokens, "trained": n_trained,
-                "pref": pref}
+                "pref": pref, "skipped": skipped}
 
-    def _inject(self, loss: float) -> float:
+    def _inject(self, loss: float, grad_norm: float) -> tuple[float, float]:
         kind, _, at = _FAULT.partition("@")
-        if at.isdigit() and self.state.step + 1 == int(at):
+        again, at = at.endswith("+"), at.rstrip("+")
+        step = self.state.step + 1
+        if at.isdigit() and (step == int(at) or (again and step > int(at))):
             if kind == "oom":
                 import torch
 
                 raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected)")
             if kind == "nan":
-                return float("nan")
-        return loss
+                return float("nan"), grad_norm
+            if kind == "nangrad":
+                return loss, float("nan")
+        return loss, grad_norm
+
+    def _non_finite(self, what: str, value: float, step: int) -> None:
+        """Warn that `what` was non-finite at `step` (the update was skipped); stop the run
+        when it keeps happening or the weights themselves went non-finite."""
+        self._nonfinite_streak = getattr(self, "_nonfinite_streak", 0) + 1
+        name = {"loss": "loss", "grad_norm": "gradient norm", "val_loss": "validation loss"}[what]
+        skipped = what != "val_loss"
+        self.emit("warning", kind="nan", what=what, step=step, skipped=skipped,
+                  message=f"{name} was {value} at step {step}"
+                          + ("; the optimizer step was skipped" if skipped else ""))
+        if not ckpt.weights_finite(self.model):
+            raise NonFiniteLoss(f"{name} was {value} at step {step} and the weights are no longer finite")
+        if self._nonfinite_streak >= NONFINITE_LIMIT:
+            raise NonFiniteLoss(f"{name} was {value} at step {step}: non-finite {self._nonfinite_streak} "
+                                "times in a row")
 
     # ------------------------------------------------------------ eval
     def evaluate(self) -> tuple[float, float] | None:
@@ -301,13 +330,18 @@ class Trainer:
     # ------------------------------------------------------------ saving
     def save_checkpoint(self) -> Path:
         self.emit("phase", phase="saving")
+        # Only finite weights are ever saved: a checkpoint is what a stopped run falls back to.
+        if not ckpt.weights_finite(self.model):
+            raise NonFiniteLoss(f"the weights are not all finite at step {self.state.step}; "
+                                "checkpoint not saved")
         state = asdict(self.state)
+        state["finite"] = True
         path = ckpt.save(self.run_dir, self.state.step, self.model, self.tok, self.optimizer,
                          self.scheduler, state, self.cfg.method)
         self.state.last_checkpoint = str(path)
         ckpt.rotate(self.run_dir, self.cfg.train.keep_checkpoints, self.state.best_step)
         self.emit("checkpoint", step=self.state.step, path=str(path),
-                  is_best=self.state.best_step == self.state.step)
+                  is_best=self.state.best_step == self.state.step, finite=True)
         self.emit("phase", phase="training")
         return path
 
@@ -326,8 +360,12 @@ class Trainer:
             m = self.train_step()
             step = self.state.step
             dt = time.perf_counter() - t0
-            self._check_spike(m["loss"], step)
-            if step % t.log_every == 0 or step == total:
+            if m.get("skipped"):
+                self._non_finite(m["skipped"], m[m["skipped"]], step)
+            else:
+                self._nonfinite_streak = 0
+                self._check_spike(m["loss"], step)
+            if (step % t.log_every == 0 or step == total) and not m.get("skipped"):
                 self.emit("metric", step=step, loss=round(m["loss"], 6), lr=m["lr"],
                           grad_norm=round(m["grad_norm"], 6), tokens_per_s=round(m["tokens"] / dt, 1),
                           trained_tokens_per_s=round(m["trained"] / dt, 1), epoch=self._epoch_float(),
@@ -337,7 +375,8 @@ class Trainer:
             if t.eval_every and step % t.eval_every == 0 and step < total:
                 stop_early = self._eval_and_track(step)
             saved = False
-            if (t.save_every and step % t.save_every == 0 and step < total) or self.control.save_requested:
+            periodic = t.save_every and step % t.save_every == 0 and step < total and not m.get("skipped")
+            if periodic or self.control.save_requested:
                 self.control.save_requested = False
                 self.save_checkpoint()
                 saved = True
@@ -369,6 +408,9 @@ class Trainer:
         if res is None:
             return None if final else False
         val, ppl = res
+        if not math.isfinite(val):
+            self._non_finite("val_loss", val, step)
+            return None if final else False
         improved = self.state.best_val_loss is None or val < self.state.best_val_loss
         if improved:
             self.state.best_val_loss, self.state.best_step, self.state.bad_evals = val, step, 0

@@ -6,6 +6,7 @@ run ended. Tracebacks go to engine.log only.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -54,8 +55,56 @@ def _set_cpu_threads(torch) -> None:
 def _is_oom(e: BaseException) -> bool:
     import torch
 
-    return isinstance(e, torch.cuda.OutOfMemoryError) or (
-        isinstance(e, RuntimeError) and "out of memory" in str(e).lower())
+    # CPU: torch's allocator says "can't allocate memory"; Python's own MemoryError too.
+    return isinstance(e, (torch.cuda.OutOfMemoryError, MemoryError)) or (
+        isinstance(e, RuntimeError) and any(s in str(e).lower() for s in ("out of memory", "can't allocate memory")))
+
+
+DISK_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+def _to_engine_log(text: str) -> None:
+    """A traceback for engine.log; on a full disk even that write fails, which must not
+    stop the error and done events that follow."""
+    try:
+        print(text, file=sys.stderr, flush=True)
+    except OSError:
+        pass
+
+
+def _intact_checkpoints(run_dir: Path, emit) -> list[Path]:
+    """Complete checkpoints that verify against their manifests, oldest first; each one
+    that does not is named in a warning."""
+    from engine.train.checkpoint import verify
+
+    good = []
+    for p in rundir.checkpoints(run_dir):
+        problem = verify(p)
+        if problem:
+            emit("warning", kind="checkpoint_corrupt", path=str(p),
+                 message=f"{p.name} is damaged ({problem}); it will not be resumed from")
+        else:
+            good.append(p)
+    return good
+
+
+def _resume(trainer, ckpts: list[Path], emit) -> None:
+    """Resume from the newest checkpoint that loads; fall back to older ones with a warning."""
+    for i, p in enumerate(reversed(ckpts)):
+        try:
+            trainer.resume_from(p)
+        except Exception as e:  # noqa: BLE001 - unreadable weights or state: try the next one
+            _to_engine_log(traceback.format_exc())
+            if i == len(ckpts) - 1:
+                raise
+            emit("warning", kind="checkpoint_corrupt", path=str(p),
+                 message=f"{p.name} cannot be loaded ({type(e).__name__}: {e}); trying an older checkpoint")
+            continue
+        if i:
+            emit("warning", kind="checkpoint_corrupt", path=str(p),
+                 message=f"resuming from {p.name}, the newest intact checkpoint")
+        emit("log", message=f"resumed from {p.name}")
+        return
 
 
 def _tail(text: str, n: int = 12) -> str:
@@ -82,7 +131,13 @@ def _save_adapter(trainer, run_dir: Path) -> Path:
     final = run_dir / rundir.ADAPTER
     tmp = run_dir / f".tmp-adapter-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    save_weights(trainer.model, trainer.tok, tmp, trainer.cfg.method)
+    try:
+        save_weights(trainer.model, trainer.tok, tmp, trainer.cfg.method)
+    except OSError as e:
+        from engine.train.checkpoint import DiskError
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DiskError(Path(e.filename) if e.filename else tmp, e) from None
     if final.exists():  # a resumed run that had already finished once: keep the old one aside
         final.rename(run_dir / f"adapter.old-{int(time.time())}")
     os.replace(tmp, final)
@@ -141,9 +196,9 @@ def run(run_dir: Path, resume: bool = False) -> int:
             data_hash = dataset_hash(cfg.data)  # what data.json records: one file's hash, or all sources'
         except Exception:
             data_hash = None
-        ckpts = rundir.checkpoints(run_dir) if resume else []
+        ckpts = _intact_checkpoints(run_dir, emit) if resume else []
         if resume and not ckpts:
-            raise C.ConfigError(f"{run_dir} has no complete checkpoint to resume from")
+            raise C.ConfigError(f"{run_dir} has no intact checkpoint to resume from")
         resumed_from = int(ckpts[-1].name.split("-")[-1]) if ckpts else None
         emit("hello", pid=os.getpid(), versions=_versions(), config_hash=cfg.hash(),
              dataset_hash=data_hash, devices=_devices(), run_dir=str(run_dir), method=cfg.method,
@@ -177,15 +232,15 @@ def run(run_dir: Path, resume: bool = False) -> int:
             trainer.samples = SamplePrompts(prepared.val_examples, tok, cfg.eval.sample_prompts,
                                             cfg.eval.sample_max_new_tokens)
         if ckpts:
-            trainer.resume_from(ckpts[-1])
-            emit("log", message=f"resumed from {ckpts[-1].name}")
+            _resume(trainer, ckpts, emit)
         try:
             outcome = trainer.run()
         except NonFiniteLoss as e:
             last = trainer.state.last_checkpoint
-            emit("warning", kind="nan", step=trainer.state.step + 1,
-                 message=f"{e}; stopping. The last good checkpoint is {last or 'none (no checkpoint yet)'}. "
-                         "Try a lower train.learning_rate or train.max_grad_norm")
+            emit("warning", kind="nan", step=trainer.state.step, what="run",
+                 message=f"{e}; stopping. The last good checkpoint (all weights finite) is "
+                         f"{last or 'none (no checkpoint yet)'}. Try a lower train.learning_rate or "
+                         "train.max_grad_norm, then resume or start a new run")
             summary = {"reason": "non_finite_loss", "last_good_checkpoint": last, "steps": trainer.state.step}
             return 1
         if outcome == "stopped":
@@ -194,6 +249,11 @@ def run(run_dir: Path, resume: bool = False) -> int:
             if prepared.val:
                 trainer.final_eval()
             emit("phase", phase="saving")
+            from engine.train.checkpoint import weights_finite
+
+            if not weights_finite(trainer.model):  # never an adapter of NaNs
+                raise NonFiniteLoss(f"the weights are not all finite after step {trainer.state.step}; "
+                                    "no adapter written")
             adapter = _save_adapter(trainer, run_dir)
             summary["adapter"] = str(adapter)
             if cfg.eval.at_end and cfg.method != "full":
@@ -213,9 +273,19 @@ def run(run_dir: Path, resume: bool = False) -> int:
         from engine.data.errors import DataError
         from engine.train.model import ModelError
 
+        from engine.train.checkpoint import DiskError
+
         tb = traceback.format_exc()
-        print(tb, file=sys.stderr)
-        if isinstance(e, DataError):
+        _to_engine_log(tb)
+        if isinstance(e, OSError) and e.errno in DISK_ERRNOS and not isinstance(e, DiskError):
+            e = DiskError(Path(e.filename or run_dir), e)
+        if isinstance(e, DiskError):
+            last = trainer.state.last_checkpoint if trainer is not None else None
+            emit("error", kind="disk", message=str(e), path=str(e.path), free_bytes=e.free_bytes,
+                 last_checkpoint=last,
+                 hint=f"free some space (or lower train.keep_checkpoints), then resume with "
+                      f"`ftwb train --resume {run_dir}`" + (f"; the last complete checkpoint is {last}" if last else ""))
+        elif isinstance(e, DataError):
             emit("error", kind="data", message=str(e), hint="fix the dataset (ftwb data check FILE) or data.format")
         elif isinstance(e, ModelError):
             emit("error", kind="config", message=str(e), hint="fix model.name_or_path")
