@@ -1,4 +1,6 @@
-"""Base vs fine-tuned scores side by side with coloured deltas, and the sample generations."""
+"""Base vs fine-tuned scores side by side with coloured deltas, every eval set as
+baseline -> tuned with regressions highlighted, the judge's win rate with the path of its
+verdicts, and the sample generations."""
 from __future__ import annotations
 
 from rich.table import Table
@@ -8,7 +10,11 @@ from textual.widgets import DataTable, Static
 from engine.evaluate.evaluate import improved
 
 LABELS = (("loss", "loss"), ("perplexity", "perplexity"), ("exact_match", "exact match"),
-          ("json_valid", "valid JSON"), ("field_accuracy", "field accuracy"), ("rouge_l", "ROUGE-L"))
+          ("json_valid", "valid JSON"), ("field_accuracy", "field accuracy"), ("rouge_l", "ROUGE-L"),
+          ("contains", "contains"), ("regex_match", "regex"), ("schema_valid", "schema valid"),
+          ("refusal_rate", "refusal rate"))
+# one headline number per set in the sets table: the first of these the set has
+SET_KEYS = ("refusal_rate", "schema_valid", "regex_match", "contains", "field_accuracy", "exact_match", "loss")
 CELL = 60   # characters of a generation shown in the samples table
 
 
@@ -33,6 +39,57 @@ def scores_table(res: dict) -> Table:
     for key, label in LABELS:
         if key in base or key in tuned:
             t.add_row(label, _num(base.get(key)), _num(tuned.get(key)), delta_text(key, delta.get(key)))
+    return t
+
+
+def sets_table(res: dict) -> Table | None:
+    """set | metric | baseline | (prompt-only) | tuned | delta for every eval set beyond the
+    held-out split's own table; a regression's row is red and marked."""
+    sets = res.get("sets") or {}
+    if len(sets) < 2:
+        return None
+    flagged = {(r.get("set"), r.get("metric")) for r in res.get("regressions") or []}
+    prompted = any("prompted" in e for e in sets.values())
+    t = Table(box=None, header_style="bold", padding=(0, 1), expand=False)
+    cols = ("eval set", "metric", "baseline", *(("prompt-only",) if prompted else ()), "tuned", "delta")
+    for col in cols:
+        t.add_column(col, justify="left" if col in ("eval set", "metric") else "right", no_wrap=True)
+    for name, e in sets.items():
+        base, tuned = e.get("base") or {}, e.get("tuned") or {}
+        keys = [k for k in ("loss",) if k in base] + [next((k for k in SET_KEYS[:-1] if k in base or k in tuned), None)]
+        for key in dict.fromkeys(k for k in keys if k):
+            bad = (name, key) in flagged
+            label = dict(LABELS)[key]
+            d = (e.get("delta") or {}).get(key)
+            delta = Text("REGRESSION " + (f"{d:+.4f}" if isinstance(d, (int, float)) else ""), "bold red") \
+                if bad else delta_text(key, d)
+            row = [Text(name, "bold red" if bad else ""), label, _num(base.get(key))]
+            if prompted:
+                row.append(_num((e.get("prompted") or {}).get(key)))
+            t.add_row(*row, _num(tuned.get(key)), delta)
+    return t
+
+
+def judge_text(res: dict) -> Text | None:
+    """The judge's win rate and where its raw verdicts are, or why there was no judging."""
+    j = res.get("judge")
+    if not j:
+        return None
+    if j.get("skipped"):
+        return Text(f"judge: {j['skipped']}", "dim")
+    t = Text("judge ", "bold")
+    wr = j.get("win_rate")
+    t.append(f"{j.get('model')} ({j.get('mode')}): ")
+    if isinstance(wr, (int, float)):
+        t.append(f"fine-tuned wins {wr * 100:.0f}%", "bold green" if wr > 0.5 else "bold red" if wr < 0.5 else "bold")
+    else:
+        t.append("no verdict", "bold yellow")
+    v = j.get("verdicts") or {}
+    t.append(f" of {j.get('judged', 0)} (" + ", ".join(f"{k} {v[k]}" for k in ("tuned", "base", "tie", "unparsed",
+                                                                                 "failed") if v.get(k)) + ")")
+    if j.get("path"):
+        t.append("  verdicts: ")
+        t.append(str(j["path"]), f"underline link file://{j['path']}")
     return t
 
 
@@ -61,6 +118,15 @@ class EvalScores(Static):
             parts.append(Text(state, "bold red" if state.startswith("the last") else "bold yellow"))
         if res:
             parts += [headline(res), scores_table(res)]
+            extra = [sets_table(res), judge_text(res)]
+            parts += [x for x in extra if x is not None]
+            if res.get("regressions"):
+                parts.append(Text(f"{len(res['regressions'])} regression(s) beyond eval.regression_threshold "
+                                  f"{res.get('regression_threshold', '')}: the fine-tune got worse on "
+                                  + ", ".join(sorted({r['set'] for r in res['regressions']})), "bold red"))
+            b = res.get("baseline") or {}
+            if b.get("reused"):
+                parts.append(Text("baseline reused from the stored one (`ftwb eval --base`)", "dim"))
         elif not state:
             parts.append(Text("Not evaluated yet: press e to run `ftwb eval` on this run.", "dim"))
         self.shown = Group(*parts)
