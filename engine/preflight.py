@@ -19,6 +19,7 @@ badge that follows every edit. Plain Python at import time.
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -72,9 +73,23 @@ def check(cfg, runs_dir: str | None = None, deep: bool = True,
     data = _check_data(cfg, problems)
     _check_runs_dir(cfg, runs_dir, model_dir, problems)
     _check_extras(cfg, problems)
+    if deep:
+        _check_optimizer(cfg, problems)
     if deep and not problems and model_dir is not None and data is not None:  # the slow one last
         _check_template(cfg, model_dir, data, problems)
     return problems
+
+
+def _check_optimizer(cfg, problems: list[Problem]) -> None:
+    """adamw_8bit is a bitsandbytes CUDA optimizer: refused up front on a machine without CUDA
+    (never silently replaced by AdamW)."""
+    if cfg.train.optimizer != "adamw_8bit":
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        problems.append(Problem("train.optimizer", "adamw_8bit needs a CUDA GPU (bitsandbytes) and this machine "
+                                                   "has none", "set train.optimizer: adamw"))
 
 
 def summary(problems: list[Problem]) -> str:
@@ -354,8 +369,8 @@ def _writable(d: Path) -> bool:
         return False
     try:
         fd, tmp = tempfile.mkstemp(prefix=".ftwb-preflight-", dir=d)
-    except OSError:
-        return False
+    except OSError as e:
+        return e.errno == errno.ENOSPC  # writable but full: the space check says so, with numbers
     os.close(fd)
     os.unlink(tmp)
     return True
