@@ -195,7 +195,11 @@ class Session:
         return self._push({"op": "drop_exact_duplicates", "rows": drop})
 
     def redact_pii(self, rows=None) -> dict:
+        """Redact the given (default: all live) rows; the op lists only rows it changes."""
+        from engine.data.pii import redact
+
         ids = self.row_ids if rows is None else self._check_ids(rows)
+        ids = [i for i in ids if _redact_row(self._rows[i], redact) != self._rows[i]]
         return self._push({"op": "redact_pii", "rows": ids})
 
     def drop_failing(self, check_id: str, **check_kw: Any) -> dict:

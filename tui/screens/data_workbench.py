@@ -504,7 +504,7 @@ class DataWorkbenchScreen(Screen):
         gone = [x for x in left if not x.get("deleted")]
         note = ""
         if left:
-            first = "; ".join(f"line {x['line']}: {x['reason']}" for x in gone[:2])
+            first = "; ".join(str(x["reason"]) for x in gone[:2])  # each reason names its line
             note = (f"; {len(left)} unreadable line(s) left out"
                     + (f" ({len(left) - len(gone)} deleted by you)" if len(gone) < len(left) else "")
                     + (f": {first}" if first else ""))

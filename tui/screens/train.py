@@ -133,6 +133,7 @@ class TrainScreen(Screen):
     def _draw(self, s, st) -> None:
         title = self.query_one("#train-title", Static)
         title.update(Text.assemble(("Train", "bold"), "  ", (s.run_dir.name, "bold"), f"  ({s.run_dir.parent})",
+                                   ("  · data ", "dim"), (self._data_label(s), ""),
                                    ("  resumed from step %d" % st.resumed_from, "dim") if st.resumed_from else ""))
         last_tps = st.tokens_per_s.last()
         last_loss = st.loss.last()
@@ -213,6 +214,19 @@ class TrainScreen(Screen):
     def action_toggle_smooth(self) -> None:
         self.smoothing = not self.smoothing
         self.redraw(force=True)
+
+    def _data_label(self, s) -> str:
+        """The dataset (version) the open run trains on, read once per run from its config."""
+        if getattr(self, "_label_for", None) is not s:
+            from engine import config as C
+            from tui.services.dataset_label import dataset_label
+
+            try:
+                self._label = dataset_label(C.load(s.run_dir / "config.yaml").data.path)
+            except C.ConfigError:
+                self._label = "?"
+            self._label_for = s
+        return self._label
 
     def action_toggle_samples(self) -> None:
         self.toggle_class("-answers")
