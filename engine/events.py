@@ -30,6 +30,11 @@ KTO runs (train.objective kto) report the same keys over rows instead of pairs: 
 the rows labelled good, rejected = those labelled bad, reward_accuracy = the share of rows
 whose reward has the sign of their label, plus kl (the KL estimate of the step).
 A warning of kind sft_on_chosen says that preference data trains SFT on chosen answers.
+A warning of kind too_few_rows (message: the words `ftwb data check` uses) says the data
+has fewer than 10 usable rows. The hello event's dataset_hash and data.json's content_hash
+are one file's sha256, or, for several sources (or a split, mapping or row cap), a hash of
+every source's hash and settings; data.json's `sources` lists each source (path, format,
+mapping, split, weight, max_rows, content_hash, version, rows_total, rows_usable).
 """
 from __future__ import annotations
 
