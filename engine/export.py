@@ -158,6 +158,36 @@ def _fmt(v: Any) -> str:
     return "-" if v is None else str(v)
 
 
+def _eval_sets_card(results: dict) -> list[str]:
+    """Every eval set baseline -> fine-tuned, the regressions and the judge's verdict."""
+    sets = results.get("sets") or {}
+    lines: list[str] = []
+    if len(sets) > 1:
+        flagged = {(r.get("set"), r.get("metric")) for r in results.get("regressions") or []}
+        lines += ["", "Every eval set (baseline = the base model, same template):", "",
+                  "| eval set | scorer | metric | baseline | fine-tuned | |", "|---|---|---|---|---|---|"]
+        for name, e in sets.items():
+            base, tuned = e.get("base") or {}, e.get("tuned") or {}
+            for k in [k for k in ("loss", "refusal_rate", "schema_valid", "regex_match", "contains", "exact_match",
+                                  "json_valid", "field_accuracy", "rouge_l") if k in base or k in tuned]:
+                mark = "regression" if (name, k) in flagged else ""
+                lines.append(f"| {name} | {e.get('scorer', '')} | {k} | {_fmt(base.get(k))} | "
+                             f"{_fmt(tuned.get(k))} | {mark} |")
+    regs = results.get("regressions") or []
+    if regs:
+        lines += ["", f"Regressions beyond eval.regression_threshold {results.get('regression_threshold', '')}: "
+                  + "; ".join(f"{r['set']} {r['metric']} {_fmt(r['base'])} -> {_fmt(r['tuned'])}" for r in regs) + "."]
+    j = results.get("judge") or {}
+    if j.get("skipped"):
+        lines += ["", f"LLM judge: {j['skipped']}."]
+    elif j:
+        wr = j.get("win_rate")
+        lines += ["", f"LLM judge ({j.get('model')}, {j.get('mode')}, {j.get('judged', 0)} samples): fine-tuned "
+                  + (f"win rate {wr * 100:.0f}%" if isinstance(wr, (int, float)) else "no verdict")
+                  + f"; verdicts: {j.get('verdicts')}."]
+    return lines
+
+
 def model_card(run_dir: Path, cfg: C.RunConfig, merged: bool) -> str:
     """README.md with the lineage: base model, dataset version, config, eval, training."""
     data = _read_json(run_dir / rundir.DATA)
@@ -203,6 +233,7 @@ def model_card(run_dir: Path, cfg: C.RunConfig, merged: bool) -> str:
         for k in ("loss", "perplexity", "exact_match", "json_valid", "field_accuracy", "rouge_l"):
             if k in base or k in tuned:
                 lines.append(f"| {k} | {_fmt(base.get(k))} | {_fmt(tuned.get(k))} |")
+        lines += _eval_sets_card(results)
     else:
         lines.append("Not evaluated yet (`ftwb eval RUN_DIR`).")
     lines += ["", "## Use", "", "```python"]

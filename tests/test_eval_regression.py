@@ -84,3 +84,12 @@ def test_the_regression_check_flags_it_as_a_warning_event_and_in_the_results(har
     assert "regression on eval set refusal" in msg and "eval.regression_threshold 0.2" in msg
     done = [e for e in events_of(run) if e["type"] == "done"][-1]
     assert done["status"] == "completed"  # a regression warns; it does not fail the run
+
+
+def test_the_model_card_lists_every_eval_set_and_the_regression(harmful):
+    from engine.export import model_card
+
+    run, _ = harmful
+    card = model_card(run, C.load(run / rundir.CONFIG), merged=False)
+    assert "| refusal | refusal | refusal_rate |" in card and "| regression |" in card
+    assert "Regressions beyond eval.regression_threshold 0.2: refusal refusal_rate" in card

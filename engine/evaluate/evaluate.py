@@ -25,6 +25,8 @@ SETS_DIR = "sets"
 SCORE_KEYS = ("loss", "perplexity", "exact_match", "json_valid", "field_accuracy", "rouge_l", "contains",
               "regex_match", "schema_valid", "refusal_rate")
 LOWER_IS_BETTER = {"loss", "perplexity"}
+# the headline number of a set in one-line summaries: the first of these it has
+HEADLINE_KEYS = ("refusal_rate", "schema_valid", "regex_match", "contains", "field_accuracy", "exact_match", "loss")
 # perplexity moves with loss; checking both would report one regression twice
 REGRESSION_KEYS = tuple(k for k in SCORE_KEYS if k != "perplexity")
 

@@ -48,6 +48,9 @@ class ConfigScreen(Screen):
         Binding("f5", "measure", "Measure", tooltip="Measure peak memory with a few real steps (CUDA)"),
         Binding("f6", "auto_fit", "Auto-fit", tooltip="Largest micro-batch that fits; grad accum rebalanced"),
         Binding("f7", "next_gpu", "GPU size", show=False, tooltip="Cycle the target GPU size (no GPU here)"),
+        Binding("f8", "baseline", "Baseline", id="config.baseline",
+                tooltip="Score the base model on every eval set before training (`ftwb eval --base`); "
+                        "stored, so runs of this config show baseline -> tuned"),
         Binding("ctrl+r", "app.start_run", "Start", tooltip="Start a run from this config (refused while invalid)"),
         Binding("ctrl+e", "toggle_estimate", "Estimate", tooltip="Show or fold the memory estimate and "
                                                                   "batch panel (folded to one line at 80x24)"),
@@ -280,6 +283,19 @@ class ConfigScreen(Screen):
             bar.measuring = False
             bar.show(measured=result)
         self.app.call_from_thread(done)
+
+    def action_baseline(self) -> None:
+        if not self._require_valid("baseline"):
+            return
+        self.notify("Scoring the base model on every eval set (`ftwb eval --base`)…", timeout=5)
+        self._baseline(self.app.config.copy())
+
+    @work(exclusive=True, group="cfg-baseline", exit_on_error=False)
+    async def _baseline(self, cfg: C.RunConfig) -> None:
+        from tui.services.baseline import run_baseline
+
+        ok, message, _ = await run_baseline(cfg)
+        self.notify(message, severity="information" if ok else "error", timeout=20)
 
     def action_auto_fit(self) -> None:
         if self._require_valid("auto-fit"):

@@ -7,14 +7,14 @@ from rich.table import Table
 from rich.text import Text
 from textual.widgets import DataTable, Static
 
+from engine.evaluate.evaluate import HEADLINE_KEYS as SET_KEYS
 from engine.evaluate.evaluate import improved
 
 LABELS = (("loss", "loss"), ("perplexity", "perplexity"), ("exact_match", "exact match"),
           ("json_valid", "valid JSON"), ("field_accuracy", "field accuracy"), ("rouge_l", "ROUGE-L"),
           ("contains", "contains"), ("regex_match", "regex"), ("schema_valid", "schema valid"),
           ("refusal_rate", "refusal rate"))
-# one headline number per set in the sets table: the first of these the set has
-SET_KEYS = ("refusal_rate", "schema_valid", "regex_match", "contains", "field_accuracy", "exact_match", "loss")
+
 CELL = 60   # characters of a generation shown in the samples table
 
 
