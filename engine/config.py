@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -81,7 +82,7 @@ class DataConfig:
         "file", "How .txt/.md corpora become rows: one document per file, or one per blank-line block.")
     val_split: float = _f(0.1, "Fraction held out for validation; 0.05-0.1 is usual.", min=0.0, max=0.5)
     test_split: float = _f(0.0, "Fraction held out for the final test evaluation.", min=0.0, max=0.5)
-    split_seed: int = _f(42, "Seed of the train/validation/test split.", min=0)
+    split_seed: int = _f(42, "Seed of the train/validation/test split.", min=0, max=2**32 - 1)
     max_seq_len: int = _f(1024, "Longest example in tokens; longer ones are truncated or dropped.", min=16, max=1048576)
     overlong: Literal["truncate", "drop"] = _f("truncate", "What to do with examples longer than max_seq_len.")
     train_on: Literal["assistant", "all"] = _f("assistant", "Train on assistant turns only, or on every token.")
@@ -118,7 +119,7 @@ class TrainConfig:
     loss_kernel: Literal["chunked", "liger"] = _f(
         "chunked", "lm_head + cross-entropy: chunked (default) or Liger's fused kernel (CUDA, pip liger-kernel).")
     max_grad_norm: float = _f(1.0, "Gradient clipping norm; 0 disables clipping.", min=0.0)
-    seed: int = _f(42, "Seed for initialisation and data order.", min=0)
+    seed: int = _f(42, "Seed for initialisation and data order.", min=0, max=2**32 - 1)
     eval_every: int = _f(50, "Evaluate on the validation split every N steps; 0 = only at the end.", min=0)
     save_every: int = _f(100, "Checkpoint every N steps; 0 = only at the end.", min=0)
     evals_per_epoch: int = _f(0, "Evaluate N times per epoch (replaces eval_every once the steps per epoch are "
@@ -276,6 +277,11 @@ def _coerce(path: str, value: Any, tp: Any, meta: dict) -> Any:
     else:
         return value
     if tp in (int, float):
+        # .nan / .inf pass every comparison below (or poison the run at step 1): refuse them.
+        if tp is float and not math.isfinite(value):
+            raise ConfigError(f"{path}: {value!r} is not allowed; expected a finite number")
+        if tp is int and meta.get("max") is None and abs(value) >= 2**63:
+            raise ConfigError(f"{path}: {value!r} is out of range; it must be below 2**63")
         lo, hi, gt = meta.get("min"), meta.get("max"), meta.get("gt")
         if gt is not None and not value > gt:
             raise ConfigError(f"{path}: {value!r} is out of range; it must be greater than {gt}")
@@ -356,6 +362,27 @@ def from_dict(data: Any) -> RunConfig:
     return cfg
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses a key given twice in one mapping (YAML would silently keep
+    the last), naming both lines."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            try:
+                key = self.construct_object(key_node, deep=True)
+                hash(key)
+            except (TypeError, yaml.YAMLError):
+                continue  # unhashable keys: the base class reports them
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} at line {line} (first given at line {seen[key]}); "
+                                "keep one of them", key_node.start_mark)
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: str | os.PathLike, missing_hint: str, what: str = "file") -> Any:
     """Parse a YAML file; every failure is a ConfigError naming the file (and line)."""
     p = Path(path)
@@ -366,7 +393,7 @@ def read_yaml(path: str | os.PathLike, missing_hint: str, what: str = "file") ->
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{p}: cannot read the {what} ({e})") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -375,8 +402,11 @@ def read_yaml(path: str | os.PathLike, missing_hint: str, what: str = "file") ->
 
 def load(path: str | os.PathLike) -> RunConfig:
     data = read_yaml(path, "check the path or run `ftwb train --demo`", what="config file")
+    if data is None:  # empty or only comments: never a silent full default run
+        raise ConfigError(f"{Path(path)}: the config file is empty; give at least model.name_or_path and "
+                          "data.path (see sample_data/demo.yaml), or run `ftwb train --demo`")
     try:
-        return from_dict(data or {})
+        return from_dict(data)
     except ConfigError as e:
         raise ConfigError(f"{Path(path)}: {e}") from None
 

@@ -26,7 +26,8 @@ SPIKE_FACTOR = 3.0  # a loss this many times the recent average is reported as a
 
 # Fault injection for tests of the failure paths on machines without the hardware to hit
 # them for real: FTWB_INJECT_FAULT=oom@3 raises CUDA OOM at step 3, nan@3 a NaN loss,
-# nangrad@3 a NaN gradient norm; a trailing + (nan@3+) repeats it at every later step.
+# nangrad@3 a NaN gradient norm, cpuoom@3 the CPU allocator's failure; a trailing +
+# (nan@3+) repeats it at every later step.
 _FAULT = os.environ.get("FTWB_INJECT_FAULT", "")
 
 
@@ -115,7 +116,12 @@ class Trainer:
 
         params = [p for p in self.model.parameters() if p.requires_grad]
         t = self.cfg.train
-        if t.optimizer == "adamw_8bit" and self.device == "cuda":
+        if t.optimizer == "adamw_8bit" and self.device != "cuda":  # never a silent AdamW instead
+            from engine.config import ConfigError
+
+            raise ConfigError(f"train.optimizer: adamw_8bit needs a CUDA GPU (bitsandbytes) and this run is on "
+                              f"{self.device}; set train.optimizer: adamw")
+        if t.optimizer == "adamw_8bit":
             import bitsandbytes as bnb
 
             return bnb.optim.AdamW8bit(params, lr=t.learning_rate, weight_decay=t.weight_decay)
@@ -279,6 +285,9 @@ class Trainer:
                 import torch
 
                 raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (injected)")
+            if kind == "cpuoom":  # the CPU allocator's own words
+                raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate "
+                                   "memory: you tried to allocate 1099511627776 bytes (injected)")
             if kind == "nan":
                 return float("nan"), grad_norm
             if kind == "nangrad":

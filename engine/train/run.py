@@ -285,14 +285,22 @@ def run(run_dir: Path, resume: bool = False) -> int:
                  last_checkpoint=last,
                  hint=f"free some space (or lower train.keep_checkpoints), then resume with "
                       f"`ftwb train --resume {run_dir}`" + (f"; the last complete checkpoint is {last}" if last else ""))
+        elif isinstance(e, DataError) and "chat template" in str(e).replace("_", " "):
+            emit("error", kind="template", message=str(e),
+                 hint="fix model.chat_template (a Jinja string or a shipped template name such as chatml), "
+                      "or leave it empty to use the tokenizer's own")
         elif isinstance(e, DataError):
             emit("error", kind="data", message=str(e), hint="fix the dataset (ftwb data check FILE) or data.format")
         elif isinstance(e, ModelError):
             emit("error", kind="config", message=str(e), hint="fix model.name_or_path")
         elif _is_oom(e):
             shape = getattr(trainer, "_current_shape", None)
-            emit("error", kind="oom", message=f"CUDA out of memory on a batch of shape {shape}",
-                 batch_shape=list(shape) if shape else None, hint=OOM_HINT, traceback_tail=_tail(tb, 4))
+            on = "CUDA" if getattr(trainer, "device", "cuda") == "cuda" else "CPU"
+            emit("error", kind="oom", message=f"{on} out of memory on a batch of shape {shape} (rows x tokens)",
+                 batch_shape=list(shape) if shape else None, device=on.lower(), traceback_tail=_tail(tb, 4),
+                 hint=OOM_HINT if on == "CUDA" else
+                 "this batch needs more RAM than the machine has: lower train.micro_batch_size (raise "
+                 "train.grad_accum to keep the effective batch) or data.max_seq_len")
         else:
             emit("error", kind="crash", message=f"{type(e).__name__}: {e}", hint="see engine.log in the run directory",
                  traceback_tail=_tail(tb))
