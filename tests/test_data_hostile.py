@@ -145,14 +145,18 @@ _row = st.one_of(
     st.fixed_dictionaries({"instruction": _text, "output": _text}),
     st.fixed_dictionaries({"prompt": _text, "chosen": st.one_of(_text, _turn), "rejected": st.one_of(_text, _turn)}),
     st.fixed_dictionaries({"text": _text}),
+    st.fixed_dictionaries({"prompt": _text, "completion": _text, "label": st.sampled_from([True, False, "true", 1])}),
+    st.fixed_dictionaries({"messages": st.lists(_turn, max_size=3), "label": st.booleans()}),
+    st.fixed_dictionaries({"chosen": st.one_of(_text, st.lists(_turn, max_size=3)),
+                           "rejected": st.one_of(_text, st.lists(_turn, max_size=3))}),
     st.fixed_dictionaries({"messages": st.lists(_turn, max_size=3), "images": st.sampled_from([[], ["a.png"]])}),
 )
 _STRUCTURE_ERRORS = {c for c, info in CHECKS.items() if info.severity == "error"} - {
     "invalid_json", "secret_aws_key", "secret_private_key", "secret_token", "train_val_leak", "too_few_rows"}
 
 
-@settings(max_examples=400, deadline=None)
-@given(row=_row, fmt=st.sampled_from(["chat", "sharegpt", "alpaca", "preference", "completion"]))
+@settings(max_examples=600, deadline=None)
+@given(row=_row, fmt=st.sampled_from(["chat", "sharegpt", "alpaca", "preference", "completion", "kto", "text"]))
 def test_a_row_is_usable_in_training_exactly_when_data_check_finds_no_structure_error(row, fmt):
     try:
         normalize_row(row, fmt)
