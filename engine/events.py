@@ -35,6 +35,12 @@ has fewer than 10 usable rows. The hello event's dataset_hash and data.json's co
 are one file's sha256, or, for several sources (or a split, mapping or row cap), a hash of
 every source's hash and settings; data.json's `sources` lists each source (path, format,
 mapping, split, weight, max_rows, content_hash, version, rows_total, rows_usable).
+
+eval_result also carries sets ({set: {base, prompted?, tuned, delta}} for every eval set of
+eval.sets), regressions ([{set, metric, base, tuned, change}]), judge ({mode, model,
+win_rate, judged, path} or {skipped: reason}) and baseline ({key, reused, created, path}).
+Each regression is also a warning of kind regression (set, metric, base, tuned, message).
+A warning of kind tracker says a train.report_to tracker could not start or stopped.
 """
 from __future__ import annotations
 

@@ -155,6 +155,7 @@ def _evaluate_at_end(run_dir: Path, trainer, prepared, emit) -> dict:
         res = evaluate_run(run_dir, model=trainer.model, tokenizer=trainer.tok, emit=emit, prepared=prepared)
         out["eval"] = str(run_dir / rundir.EVAL)
         out["eval_scores"] = {k: res.get(k) for k in ("split", "base", "tuned") if k in res}
+        out["regressions"] = len(res.get("regressions") or [])
         per_sample_losses(run_dir, model=trainer.model, tokenizer=trainer.tok, prepared=prepared)
     except Exception as e:  # noqa: BLE001
         print(traceback.format_exc(), file=sys.stderr)
