@@ -148,10 +148,11 @@ class RunsScreen(Screen):
             return
         table, c = self.table, self._cols
         steps = f"{st.step}/{st.total_steps}" if st.total_steps else str(st.step)
-        table.update_cell(key, c["status"], Text(st.status, style=STATUS_STYLE.get(st.status, "")))
-        table.update_cell(key, c["steps"], steps)
+        table.update_cell(key, c["status"], Text(st.status, style=STATUS_STYLE.get(st.status, "")),
+                          update_width=True)
+        table.update_cell(key, c["steps"], steps, update_width=True)
         if st.best is not None:
-            table.update_cell(key, c["best val"], f"{st.best[1]:.4g}")
+            table.update_cell(key, c["best val"], f"{st.best[1]:.4g}", update_width=True)
 
     @property
     def table(self) -> DataTable:
@@ -175,7 +176,9 @@ class RunsScreen(Screen):
         cursor = table.cursor_row
         if before is not None:
             cursor = next((i for i, r in enumerate(runs) if r.path == before.path), cursor)
-        table.clear()
+        # Columns too: their widths then follow the new contents ("running" -> "completed").
+        table.clear(columns=True)
+        self._cols = dict(zip(COLUMNS, table.add_columns(*COLUMNS)))
         for r in runs:
             sel = "●" if str(r.path) in self.selected else " "
             best = f"{r.best_val_loss:.4g}" if r.best_val_loss is not None else "-"
