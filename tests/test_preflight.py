@@ -127,6 +127,7 @@ def test_local_model_without_tokenizer_or_weights(tmp_path, demo_model):
     assert "is a file, not a model directory" in _messages(cfg)[0]
 
 
+@pytest.mark.slow
 def test_cached_hub_id_passes_with_its_tokenizer(tmp_path, demo_model):
     """A hub id found in the local hub cache is loadable offline: its tokenizer renders the rows."""
     repo = tmp_path / "hub" / "models--acme--tiny"
@@ -150,6 +151,7 @@ def test_cached_hub_id_passes_with_its_tokenizer(tmp_path, demo_model):
 
 # ---------------------------------------------------------------- data and template
 
+@pytest.mark.slow
 def test_demo_and_imported_configs_pass(demo_model):
     assert _messages(demo_config()) == []
     for name in ("axolotl_chat_template_mapped.yml", "lf_sft_several.yaml", "lf_dpo.yaml", "axolotl_pretrain.yml"):
