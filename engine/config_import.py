@@ -60,14 +60,17 @@ def import_config(path: str | Path) -> ImportResult:
             raise ConfigError(f"{p}: this is already an ftwb config; use it as it is")
         raise ConfigError(f"{p}: neither an Axolotl config (no base_model/adapter/lora_r ...) nor a "
                           "LLaMA-Factory config (no model_name_or_path/finetuning_type ...)")
-    if kind == "axolotl":
-        axolotl.refuse_unsupported(data, str(p))
-        m = Mapper(data, p.parent, axolotl.REASONS)
-        axolotl.map_config(m)
-    else:
-        llamafactory.refuse_unsupported(data, str(p))
-        m = Mapper(data, p.parent, llamafactory.REASONS)
-        (llamafactory.map_config if kind == "llamafactory" else llamafactory.map_v1)(m)
+    try:
+        if kind == "axolotl":
+            axolotl.refuse_unsupported(data, str(p))
+            m = Mapper(data, p.parent, axolotl.REASONS)
+            axolotl.map_config(m)
+        else:
+            llamafactory.refuse_unsupported(data, str(p))
+            m = Mapper(data, p.parent, llamafactory.REASONS)
+            (llamafactory.map_config if kind == "llamafactory" else llamafactory.map_v1)(m)
+    except ConfigError as e:  # refusals found while mapping (a media dataset) name the file too
+        raise (e if str(e).startswith(str(p)) else ConfigError(f"{p}: {e}")) from None
     m.finish()
     try:
         cfg = C.from_dict(m.out)
