@@ -449,6 +449,29 @@ def field_help() -> dict[str, dict[str, Any]]:
     return out
 
 
+# Fields a resumed run may change: they apply from the resume step on. Everything else
+# (model, method, adapter shape, data and its order, batch shape, seed, objective) decides
+# what the checkpoint's weights and data position mean, so a change there is refused.
+RESUMABLE = ("train.epochs", "train.max_steps", "train.learning_rate", "train.scheduler", "train.warmup_ratio",
+             "train.warmup_steps", "train.weight_decay", "train.max_grad_norm", "train.eval_every",
+             "train.save_every", "train.keep_checkpoints", "train.early_stopping_patience", "train.log_every",
+             "train.gradient_checkpointing", "train.report_to", "eval.", "output.")
+
+
+def resume_changes(old: RunConfig, new: RunConfig) -> tuple[list[tuple[str, Any, Any]], list[tuple[str, Any, Any]]]:
+    """(allowed, refused) changes from the config a checkpoint was trained with to the run's
+    config now, each as (field, old, new)."""
+    allowed, refused = [], []
+    for change in diff(old, new):
+        ok = any(change[0] == f or (f.endswith(".") and change[0].startswith(f)) for f in RESUMABLE)
+        (allowed if ok else refused).append(change)
+    return allowed, refused
+
+
+def describe_changes(changes: list[tuple[str, Any, Any]]) -> str:
+    return "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in changes)
+
+
 def diff(a: RunConfig, b: RunConfig) -> list[tuple[str, Any, Any]]:
     """Fields whose values differ, as (dotted path, a's value, b's value)."""
     def flat(d: dict, prefix: str = "") -> dict[str, Any]:

@@ -141,12 +141,30 @@ def start(cfg: C.RunConfig, runs_dir: str | None = None, name: str | None = None
     return spawn(prepare_run(cfg, runs_dir, name), pipe=pipe)
 
 
+def config_changes(run_dir: Path, ckpt: Path) -> list[tuple[str, object, object]]:
+    """Changes from the config checkpoint `ckpt` was trained with to the run's config.yaml
+    now (an edit before resuming). Fields that cannot change mid-run raise ConfigError
+    naming each one; the rest are returned to be applied from the resume step."""
+    old_path = ckpt / "config.yaml"
+    if not old_path.exists():  # a checkpoint from before configs were kept with them
+        return []
+    old, new = C.load(old_path), C.load(run_dir / rundir.CONFIG)
+    allowed, refused = C.resume_changes(old, new)
+    if refused:
+        raise C.ConfigError(f"{run_dir / rundir.CONFIG}: these fields cannot change in the middle of a run: "
+                            f"{C.describe_changes(refused)}; put them back to resume {ckpt.name}, or start "
+                            "a new run with the edited config")
+    return allowed
+
+
 def resume(run_dir: str | os.PathLike, pipe: bool = True) -> Launched:
     run_dir = Path(run_dir)
     if not (run_dir / rundir.CONFIG).exists():
         raise rundir.RunDirError(f"{run_dir} is not a run directory (no {rundir.CONFIG})")
     if rundir.is_alive(run_dir):
         raise rundir.RunDirError(f"{run_dir} is still running (pid {rundir.read_pid(run_dir)}); attach instead")
-    if not rundir.checkpoints(run_dir):
+    ckpts = rundir.checkpoints(run_dir)
+    if not ckpts:
         raise rundir.RunDirError(f"{run_dir} has no complete checkpoint to resume from")
+    config_changes(run_dir, ckpts[-1])  # refused before any process starts
     return spawn(run_dir, resume=True, pipe=pipe)

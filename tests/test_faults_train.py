@@ -228,3 +228,54 @@ def test_detached_resume_reports_an_engine_that_refused(stopped_run, tmp_path):
         assert det.returncode == 2 and "still running" in det.stderr and "Traceback" not in det.stderr
     finally:
         os.close(fd)
+
+
+# ---------------------------------------------------------------- edited config, exit codes
+
+def test_resume_with_an_edited_config_shows_the_diff_applies_what_can_change_and_refuses_the_rest(
+        stopped_run, tmp_path):
+    import yaml
+
+    run = _copy(stopped_run, tmp_path)
+    cfg_path = run / rundir.CONFIG
+    original = cfg_path.read_text()
+    frozen = yaml.safe_load(original)
+    frozen["train"]["micro_batch_size"] = 8
+    cfg_path.write_text(yaml.safe_dump(frozen, sort_keys=False))
+    n_events = len(events_of(run))
+    res = ftwb("train", "--resume", str(run))
+    assert res.returncode == 2 and "cannot change in the middle of a run" in res.stderr
+    assert "train.micro_batch_size: 4 -> 8" in res.stderr and "Traceback" not in res.stderr
+    assert len(events_of(run)) == n_events  # refused before any engine started
+
+    edited = yaml.safe_load(original)
+    edited["train"]["max_steps"] = 24
+    edited["train"]["learning_rate"] = 1e-4
+    cfg_path.write_text(yaml.safe_dump(edited, sort_keys=False))
+    res = ftwb("train", "--resume", str(run))
+    assert res.returncode == 0, res.stderr[-3000:]
+    evs = events_of(run)[n_events:]
+    warn = next(e for e in evs if e["type"] == "warning" and e.get("kind") == "config_changed")
+    assert {c["field"] for c in warn["changes"]} == {"train.max_steps", "train.learning_rate"}
+    assert "train.max_steps: 20 -> 24" in res.stderr
+    metrics = [e for e in evs if e["type"] == "metric"]
+    assert [e["step"] for e in metrics] == list(range(16, 25))  # the new max_steps applied
+    assert all(e["lr"] <= 1e-4 + 1e-12 for e in metrics)  # and the new peak LR
+    assert evs[-1]["status"] == "completed" and evs[-1]["summary"]["steps"] == 24
+    # The checkpoints written after the resume record the config they were trained with.
+    newest = rundir.checkpoints(run)[-1]
+    assert yaml.safe_load((newest / ckpt.CONFIG).read_text())["train"]["max_steps"] == 24
+
+
+def test_a_stopped_run_exits_3_not_0(tmp_path):
+    import signal
+
+    from engine_helpers import follow_in_background
+
+    cfg = write_config(small_demo_config(max_steps=400, save_every=0, eval_every=0), tmp_path / "run.yaml")
+    cli, run = follow_in_background(cfg, tmp_path / "runs", stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True)
+    os.kill(rundir.read_pid(run), signal.SIGTERM)  # a stop from the TUI or another terminal
+    _, err = cli.communicate(timeout=300)
+    assert cli.returncode == 3, err[-2000:]
+    assert events_of(run)[-1]["status"] == "stopped" and "Resume with: ftwb train --resume" in err

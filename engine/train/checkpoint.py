@@ -92,7 +92,11 @@ def weights_finite(model) -> bool:
     return bool(torch.stack([f.to(flags[0].device) for f in flags]).all()) if flags else True
 
 
-def save(run_dir: Path, step: int, model, tokenizer, optimizer, scheduler, state: dict, method: str) -> Path:
+CONFIG = "config.yaml"  # the config this checkpoint was trained with (a resume diffs against it)
+
+
+def save(run_dir: Path, step: int, model, tokenizer, optimizer, scheduler, state: dict, method: str,
+         config_text: str | None = None) -> Path:
     import torch
 
     root = run_dir / rundir.CHECKPOINTS
@@ -106,6 +110,8 @@ def save(run_dir: Path, step: int, model, tokenizer, optimizer, scheduler, state
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         torch.save(rng_state(), tmp / "rng.pt")
         (tmp / STATE).write_text(json.dumps(state, indent=1))
+        if config_text is not None:
+            (tmp / CONFIG).write_text(config_text)
         if _FAIL_AT == str(step):
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp / "optimizer.pt"))
         _write_manifest(tmp, step, bool(state.get("finite", True)))

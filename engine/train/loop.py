@@ -109,6 +109,7 @@ class Trainer:
         self._loss_ema: float | None = None
         self._setup_step()
         self.samples = None  # engine.train.samples.SamplePrompts, set by the run when eval.sample_prompts > 0
+        self.config_text: str | None = None  # the run's config.yaml as written, kept in each checkpoint
 
     # ------------------------------------------------------------ set-up
     def _make_optimizer(self):
@@ -204,11 +205,29 @@ class Trainer:
         return [self._pending.pop((e, i)) for _, e, i in mbs]
 
     # ------------------------------------------------------------ resume
-    def resume_from(self, path: Path) -> None:
+    def resume_from(self, path: Path, changes: list | None = None) -> None:
         saved = ckpt.load(path, self.model, self.optimizer, self.scheduler, self.cfg.method)
         extra = saved.pop("extra", {})
+        total = self.state.total_steps  # from this config: an edited max_steps/epochs applies
         self.state = State(**{k: v for k, v in saved.items() if k in State.__dataclass_fields__}, extra=extra)
         self.state.last_checkpoint = str(path)
+        changed = {k for k, _, _ in (changes or [])}
+        self.state.total_steps = total
+        if changed & {"train.learning_rate", "train.max_steps", "train.epochs", "train.scheduler",
+                      "train.warmup_ratio", "train.warmup_steps"}:
+            # The saved optimizer and scheduler carry the old peak LR; take the new schedule
+            # at the resume step.
+            from engine.train.schedule import lr_factor, warmup_steps
+
+            t = self.cfg.train
+            f = lr_factor(self.scheduler.last_epoch, total, warmup_steps(t, total), t.scheduler)
+            self.scheduler.base_lrs = [t.learning_rate for _ in self.optimizer.param_groups]
+            for g in self.optimizer.param_groups:
+                g["initial_lr"], g["lr"] = t.learning_rate, t.learning_rate * f
+            self.scheduler._last_lr = [g["lr"] for g in self.optimizer.param_groups]
+        if "train.weight_decay" in changed:
+            for g in self.optimizer.param_groups:
+                g["weight_decay"] = self.cfg.train.weight_decay
 
     # ------------------------------------------------------------ one step
     def train_step(self) -> dict:
@@ -346,7 +365,7 @@ class Trainer:
         state = asdict(self.state)
         state["finite"] = True
         path = ckpt.save(self.run_dir, self.state.step, self.model, self.tok, self.optimizer,
-                         self.scheduler, state, self.cfg.method)
+                         self.scheduler, state, self.cfg.method, config_text=self.config_text)
         self.state.last_checkpoint = str(path)
         ckpt.rotate(self.run_dir, self.cfg.train.keep_checkpoints, self.state.best_step)
         self.emit("checkpoint", step=self.state.step, path=str(path),

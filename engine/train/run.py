@@ -90,9 +90,12 @@ def _intact_checkpoints(run_dir: Path, emit) -> list[Path]:
 
 def _resume(trainer, ckpts: list[Path], emit) -> None:
     """Resume from the newest checkpoint that loads; fall back to older ones with a warning."""
+    from engine import launch
+
     for i, p in enumerate(reversed(ckpts)):
+        changes = launch.config_changes(trainer.run_dir, p)  # ConfigError for a frozen field
         try:
-            trainer.resume_from(p)
+            trainer.resume_from(p, changes)
         except Exception as e:  # noqa: BLE001 - unreadable weights or state: try the next one
             _to_engine_log(traceback.format_exc())
             if i == len(ckpts) - 1:
@@ -103,6 +106,11 @@ def _resume(trainer, ckpts: list[Path], emit) -> None:
         if i:
             emit("warning", kind="checkpoint_corrupt", path=str(p),
                  message=f"resuming from {p.name}, the newest intact checkpoint")
+        if changes:
+            emit("warning", kind="config_changed", step=trainer.state.step,
+                 changes=[{"field": k, "old": a, "new": b} for k, a, b in changes],
+                 message=f"the config was edited since {p.name}; applied from step {trainer.state.step + 1}: "
+                         f"{C.describe_changes(changes)}")
         emit("log", message=f"resumed from {p.name}")
         return
 
@@ -227,6 +235,7 @@ def run(run_dir: Path, resume: bool = False) -> int:
         from engine.train.loop import NonFiniteLoss, Trainer
 
         trainer = Trainer(cfg, run_dir, model, tok, prepared.train, prepared.val, device, emit, control)
+        trainer.config_text = (run_dir / rundir.CONFIG).read_text()  # as written, before any auto-fit
         if cfg.eval.sample_prompts and prepared.val_examples:
             from engine.train.samples import SamplePrompts
 
