@@ -55,6 +55,7 @@ def _objective(demo, objective="dpo", packing=True, **pref):
     cfg = demo.cfg.copy()
     cfg.train.objective = objective
     cfg.data.packing = packing
+    cfg.preference.rpo_alpha = 0.0  # plain DPO unless a test asks for the NLL term
     for k, v in pref.items():
         setattr(cfg.preference, k, v)
     return PreferenceObjective(cfg, demo.model, demo.tok.pad_token_id, "sdpa", "cpu")
@@ -215,6 +216,7 @@ def test_reference_with_the_adapter_disabled_is_the_base_model_exactly(demo):
 
 # ---------------------------------------------------------------- losses vs TRL and a direct computation
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss,trl_types,weights,rpo", [
     ("sigmoid", ["sigmoid"], None, 0.0),
     ("hinge", ["hinge"], None, 0.0),
@@ -284,6 +286,7 @@ def test_orpo_loss_equals_trl_odds_ratio_loss_plus_the_chosen_nll(demo):
     assert got["reward_margin"] == pytest.approx(float((rew_c - rew_r).mean()), rel=1e-4, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_backward_reaches_only_the_adapter_and_a_step_raises_the_margin(demo):
     import copy
 
