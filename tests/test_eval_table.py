@@ -39,3 +39,14 @@ def test_judge_line_has_the_win_rate_and_the_verdicts_path():
     assert "fine-tuned wins 75%" in text and "tuned 6, base 2" in text and "/runs/r/eval/judge.jsonl" in text
     assert "skipped" in _text(judge_text({"judge": {"skipped": "no judge configured; judging skipped"}}))
     assert sets_table({"sets": {"test": {}}}) is None
+
+
+def test_a_regression_warning_event_becomes_an_alert():
+    from tui.services.run_state import RunState
+
+    st = RunState()
+    st.apply({"type": "warning", "kind": "regression", "set": "refusal", "metric": "refusal_rate",
+              "message": "regression on eval set refusal: refusal_rate fell 1.000 -> 0.000"})
+    _, alerts = st.drain()
+    assert [(a.kind, a.severity, a.title) for a in alerts] == [("regression", "warning", "Regression on an eval set")]
+    assert "refusal_rate fell" in alerts[0].message

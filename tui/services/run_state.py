@@ -210,7 +210,8 @@ class RunState:
             kind = str(e.get("kind", "warning"))
             msg = str(e.get("message", ""))
             sev = "error" if kind == "nan" else "warning"
-            title = {"nan": "Loss is NaN", "spike": "Loss spike", "overfit": "Overfitting"}.get(kind, f"Warning ({kind})")
+            title = {"nan": "Loss is NaN", "spike": "Loss spike", "overfit": "Overfitting",
+                     "regression": "Regression on an eval set"}.get(kind, f"Warning ({kind})")
             if kind == "nan":
                 self._spikes.nan_reported = True
             if kind == "overfit":
