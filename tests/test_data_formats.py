@@ -188,8 +188,12 @@ def test_a_set_format_that_does_not_fit_names_the_detected_one():
         source(F / "corpus.txt", format="chat")
     with pytest.raises(DataError, match=r"data.format is chat, but 8/8 sampled rows do not fit.*look like alpaca .* set data.format: alpaca or auto"):
         source(F / "identity.json", format="chat")
-    with pytest.raises(DataError, match=r"data.format is alpaca.*look like preference"):
+    # Labels and rejected answers are never dropped quietly by a set SFT format.
+    with pytest.raises(DataError, match=r"data.format is alpaca, but the rows are preference .*set data.format: "
+                                        r"preference or auto"):
         source(F / "pref_strings.jsonl", format="alpaca")
+    with pytest.raises(DataError, match=r"data.format is chat, but the rows are kto .*labels would be ignored"):
+        source(F / "kto_messages.jsonl", format="chat")
     # chat and sharegpt are read alike: a sharegpt file under format: chat is fine.
     assert source(F / "glaive_toolcall_en_demo.json", format="chat").fmt == "chat"
 

@@ -241,11 +241,16 @@ def _format(spec: SourceSpec, res, rows: list) -> tuple[str, str]:
             normalize_row(r, spec.format)
         except RowError as e:
             errors.append(str(e))
+    try:
+        detected, why = detect_format(rows)
+    except DataError:
+        detected, why = None, ""
+    if detected in ("kto", "preference") and spec.format != detected:
+        # Read as chat, a KTO row's label or a pair's rejected answer would be silently dropped.
+        raise DataError(f"{where}: data.format is {spec.format}, but the rows are {detected} ({why}); as "
+                        f"{spec.format} their {'labels' if detected == 'kto' else 'chosen/rejected answers'} would be "
+                        f"ignored; set data.format: {detected} or auto (and the matching train.objective)")
     if len(errors) * 2 > len(sample):
-        try:
-            detected, why = detect_format(rows)
-        except DataError:
-            detected, why = None, ""
         if detected is None or not same_family(detected, spec.format):
             looks = (f"the rows look like {detected} ({why}); set data.format: {detected} or auto"
                      if detected else "set data.format to the rows' format, or map their columns with data.columns")
