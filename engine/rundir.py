@@ -22,6 +22,7 @@ RUNS_DIR_ENV = "FTWB_RUNS_DIR"
 CONFIG = "config.yaml"
 DATA = "data.json"
 EVENTS = "events.jsonl"
+SUMMARY = "summary.json"  # kept up to date by the engine; events.jsonl stays the truth
 LOG = "engine.log"
 PID = "engine.pid"
 LOCK = "engine.lock"
@@ -174,14 +175,118 @@ class RunSummary:
 
 def _num(x: Any) -> float | None:
     try:
-        return float(x)
-    except (TypeError, ValueError):
+        v = float(x)
+    except (TypeError, ValueError, OverflowError):
         return None
+    return v if v == v else None
+
+
+def _int(x: Any) -> int:
+    """An event's step count; anything else (a string, a list) is a malformed event."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)) or x != x or abs(x) > 2**62:
+        raise ValueError(f"not a step count: {x!r}")
+    return int(x)
+
+
+# The fold of events into a summary: what it keeps besides the RunSummary fields.
+_FOLD_KEYS = ("started", "ended", "step", "total_steps", "best_val_loss", "last_loss")
+
+
+def _fold(s: RunSummary, e: dict[str, Any], st: dict[str, Any]) -> None:
+    """Apply one event; raises ValueError/TypeError for a malformed one (the caller skips it)."""
+    t = e.get("type")
+    if t == "hello":
+        if s.started is None:
+            s.started = _num(e.get("ts"))
+        st["done"] = None  # a resumed run: a later hello supersedes an earlier done
+        s.ended = None
+    elif t == "progress":
+        step, total = _int(e.get("step") or 0), _int(e.get("total_steps") or 0)
+        s.step, s.total_steps = step or s.step, total or s.total_steps
+    elif t == "metric":
+        s.step = max(s.step, _int(e.get("step") or 0))
+        s.last_loss = _num(e.get("loss"))
+    elif t == "eval":
+        v = _num(e.get("val_loss"))
+        if v is not None and (s.best_val_loss is None or v < s.best_val_loss):
+            s.best_val_loss = v
+    elif t == "done":
+        status = e.get("status")
+        if not isinstance(status, str):
+            raise ValueError(f"done without a status: {status!r}")
+        st["done"] = status
+        s.ended = _num(e.get("ts"))
+
+
+_TYPE = re.compile(rb'"type"\s*:\s*"(hello|progress|metric|eval|done)"')
+
+
+def _fold_log(s: RunSummary, st: dict[str, Any], path: Path, offset: int) -> int:
+    """Fold the events of events.jsonl from byte `offset` on, streaming (a 200 MB log never
+    sits in memory). Only the last progress/metric line matters for the step, so those are
+    decoded once at the end; malformed events are counted and skipped. Returns the offset
+    of the first byte not folded (a partial last line waits for its newline)."""
+    last_progress = last_metric = None
+    try:
+        f = open(path, "rb")
+    except OSError:
+        return offset
+    with f:
+        f.seek(offset)
+        pos = offset
+        for line in f:
+            if not line.endswith(b"\n"):
+                break
+            pos += len(line)
+            m = _TYPE.search(line)
+            if m is None:
+                continue
+            kind = m.group(1)
+            if kind == b"progress":
+                last_progress = (pos, line)
+                continue
+            if kind == b"metric":
+                last_metric = (pos, line)
+                continue
+            _fold_line(s, st, line)
+    for _, line in sorted(x for x in (last_metric, last_progress) if x is not None):  # in log order
+        _fold_line(s, st, line)
+    return pos
+
+
+def _fold_line(s: RunSummary, st: dict[str, Any], line: bytes) -> None:
+    e = ev.decode(line)
+    if e is None:
+        st["malformed"] = st.get("malformed", 0) + 1
+        return
+    try:
+        _fold(s, e, st)
+    except (ValueError, TypeError):
+        st["malformed"] = st.get("malformed", 0) + 1
+
+
+def _read_summary_file(run_dir: Path) -> tuple[RunSummary | None, dict[str, Any], int]:
+    try:
+        data = json.loads((run_dir / SUMMARY).read_text())
+        offset = int(data["events_offset"])
+        if offset > (run_dir / EVENTS).stat().st_size:
+            raise ValueError("events.jsonl is shorter than the summary says")  # replaced or truncated
+        s = RunSummary(path=run_dir, name=run_dir.name, status="created")
+        for k in _FOLD_KEYS:
+            setattr(s, k, data.get(k, getattr(s, k)))
+        s.step, s.total_steps = _int(s.step), _int(s.total_steps)
+        return s, {"done": data.get("done"), "malformed": int(data.get("malformed", 0))}, offset
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, {}, 0
 
 
 def summarize(run_dir: str | os.PathLike) -> RunSummary:
+    """The run's summary: summary.json (kept up to date by the engine) plus whatever
+    events.jsonl holds beyond it; the whole log when there is no summary file."""
     run_dir = Path(run_dir)
-    s = RunSummary(path=run_dir, name=run_dir.name, status="created")
+    s, st, offset = _read_summary_file(run_dir)
+    if s is None:
+        s, st, offset = RunSummary(path=run_dir, name=run_dir.name, status="created"), {}, 0
     try:
         import yaml
 
@@ -196,35 +301,60 @@ def summarize(run_dir: str | os.PathLike) -> RunSummary:
         s.dataset_version = str(data.get("version") or data.get("content_hash", "?"))[:16]
     except Exception:  # no data.json yet (the engine is still preparing data)
         data = None
-    done = None
-    for e in ev.read_all(run_dir / EVENTS):
-        t = e.get("type")
-        if t == "hello" and s.started is None:
-            s.started = _num(e.get("ts"))
-        elif t == "progress":
-            s.step = int(e.get("step") or s.step)
-            s.total_steps = int(e.get("total_steps") or s.total_steps)
-        elif t == "metric":
-            s.step = max(s.step, int(e.get("step") or 0))
-            s.last_loss = _num(e.get("loss"))
-        elif t == "eval":
-            v = _num(e.get("val_loss"))
-            if v is not None and v == v and (s.best_val_loss is None or v < s.best_val_loss):
-                s.best_val_loss = v
-        elif t == "done":
-            done = e
-            s.ended = _num(e.get("ts"))
-        elif t == "hello":
-            done = None  # a resumed run: a later hello supersedes an earlier done
-            s.ended = None
-    if is_alive(run_dir):
+    _fold_log(s, st, run_dir / EVENTS, offset)
+    if st.get("malformed"):
+        s.extra["malformed_events"] = st["malformed"]
+    _judge(s, st.get("done"))
+    return s
+
+
+def _judge(s: RunSummary, done: str | None) -> None:
+    if is_alive(s.path):
         s.status = "running"
         s.ended = None
     elif done is not None:
-        s.status = str(done.get("status", "completed"))
+        s.status = done
     elif s.started is not None:
         s.status = "crashed"
-    return s
+
+
+class SummaryKeeper:
+    """The engine's side of summary.json: folds every event it emits and rewrites the file
+    (atomically) on the events that change what a listing shows, or every few seconds, so
+    `ftwb runs` and attach read a few hundred bytes instead of the whole log."""
+
+    EVERY_S = 2.0
+    NOW = ("hello", "eval", "checkpoint", "error", "done")
+
+    def __init__(self, run_dir: str | os.PathLike):
+        self.run_dir = Path(run_dir)
+        s, st, offset = _read_summary_file(self.run_dir)
+        if s is None:
+            s, st, offset = RunSummary(path=self.run_dir, name=self.run_dir.name, status="created"), {}, 0
+        self.offset = _fold_log(s, st, self.run_dir / EVENTS, offset)
+        self.s, self.st = s, st
+        self._written = 0.0
+
+    def update(self, event: dict[str, Any], log_offset: int) -> None:
+        try:
+            _fold(self.s, event, self.st)
+        except (ValueError, TypeError):
+            self.st["malformed"] = self.st.get("malformed", 0) + 1
+        self.offset = log_offset
+        now = time.monotonic()
+        if event.get("type") in self.NOW or now - self._written >= self.EVERY_S:
+            self.write()
+            self._written = now
+
+    def write(self) -> None:
+        data = {k: getattr(self.s, k) for k in _FOLD_KEYS}
+        data.update(done=self.st.get("done"), malformed=self.st.get("malformed", 0), events_offset=self.offset)
+        try:
+            from engine.config import atomic_write_text
+
+            atomic_write_text(self.run_dir / SUMMARY, json.dumps(data))
+        except OSError:
+            pass  # a full disk: the listing falls back to events.jsonl
 
 
 def list_runs(runs_dir: str | os.PathLike) -> list[RunSummary]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 
 
@@ -25,6 +26,10 @@ def run(args: argparse.Namespace) -> int:
 
     root = rundir.default_runs_dir(args.runs_dir)
     runs = rundir.list_runs(root)
+    for r in runs:  # a damaged log line never hides a run, but it is said
+        if r.extra.get("malformed_events"):
+            print(f"ftwb runs: warning: {r.name}: skipped {r.extra['malformed_events']} malformed event(s) "
+                  "in events.jsonl", file=sys.stderr)
     if args.json:
         print(json.dumps([r.to_json() for r in runs], indent=1))
         return 0

@@ -180,7 +180,13 @@ def run(run_dir: Path, resume: bool = False) -> int:
         print(f"ftwb engine: {e}", file=sys.stderr)
         return 3
     events = EventWriter.from_env(run_dir / rundir.EVENTS)
-    emit = events.emit
+    keeper = rundir.SummaryKeeper(run_dir)
+
+    def emit(type_: str, **fields):
+        event = events.emit(type_, **fields)
+        keeper.update(event, events.log_bytes)  # summary.json: what `ftwb runs` and attach read
+        return event
+
     control = Control().install()
     status, summary, code = "failed", {}, 1
     trainer = None
