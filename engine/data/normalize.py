@@ -137,7 +137,7 @@ def _tools(row: dict) -> list[dict] | None:
 def _with_system(row: dict, messages: list[dict]) -> list[dict]:
     system = row.get("system")
     if isinstance(system, str) and system.strip() and not (messages and messages[0]["role"] == "system"):
-        return [{"role": "system", "content": system}] + messages
+        return [{"role": "system", "content": check_text(system, "'system'")}] + messages
     return messages
 
 
@@ -314,9 +314,15 @@ def normalize_row(row: dict, fmt: str) -> dict:
 
 
 def _encodable(example: dict) -> dict:
-    """Refuse what a tokenizer cannot encode (a lone surrogate in a name, system or tool field)."""
+    """Refuse what a tokenizer cannot encode (a lone surrogate in a name or tool field).
+    Message contents were checked as they were read; this encodes only the rest."""
+    rest = [v for k, v in example.items() if k not in ("messages", "text", "label", "rejected")]
+    rest += [{k: v for k, v in m.items() if k not in ("role", "content")}
+             for m in example.get("messages", ()) if len(m) > 2]
+    if not rest:
+        return example
     try:
-        json.dumps(example, ensure_ascii=False).encode("utf-8")
+        json.dumps(rest, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError as e:
         raise InvalidTextError(f"a field holds a lone surrogate U+{ord(e.object[e.start]):04X} (invalid "
                                "Unicode, often a broken \\u escape); fix or drop this row") from None
