@@ -193,7 +193,7 @@ async def test_lineage_panel_shows_dataset_run_eval_and_exports(tmp_path):
 
         text = lineage_text(app.screen.lineage).plain
         lines = text.splitlines()
-        assert lines[0].startswith("data") and "tickets.jsonl" in lines[0] and "v v3" in lines[0]
+        assert lines[0].startswith("data") and "tickets.jsonl → v3" in lines[0]
         assert "#9f8e7d6c5b" in lines[0] and "300 rows" in lines[0]
         assert "run" in lines[1] and "lora" in lines[1] and "40 steps" in lines[1] and "best val 1.5" in lines[1]
         assert "eval" in lines[2] and "2.31 → 0.62" in lines[2]

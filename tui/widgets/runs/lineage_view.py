@@ -28,7 +28,8 @@ def lineage_text(lin) -> Text:
         src = Path(str(d.get("source", "?"))).name
         if d.get("version"):
             # A cleaned version: the file it came from, then the version and its operations.
-            t.append(f"{Path(str(lin.origin)).name if lin.origin else '?'} ", "bold")
+            # The version's manifest names its source; without one, the version file itself.
+            t.append(f"{Path(str(lin.origin)).name if lin.origin else src} ", "bold")
             t.append(f"{ARROW}{d['version']} ")
             ops = d.get("operations") or []
             if ops:
