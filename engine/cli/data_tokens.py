@@ -84,14 +84,15 @@ def run_tokens(args: argparse.Namespace) -> int:
     start, stop = rng
     wanted = [(ex, r) for ex, r in zip(mixed.examples, mixed.rows) if r >= start and (stop is None or r < stop)]
     bad = {p.row: p.message for p in mixed.problems if p.row >= start and (stop is None or p.row < stop)}
-    for row in sorted(bad):
-        if args.json:
-            _emit(json.dumps({"row": row, "line": mixed.lines[row] if row < len(mixed.lines) else None,
-                              "dropped": bad[row]}, ensure_ascii=False))
-        else:
-            _emit(f"row {row}: dropped: {bad[row]}")
-    for ex, row in wanted:
+    order = sorted([(r, None) for r in bad] + [(r, ex) for ex, r in wanted], key=lambda x: x[0])
+    for row, ex in order:
         line = mixed.lines[row] if row < len(mixed.lines) else None
+        if ex is None:  # the normaliser refused it: training never sees it
+            if args.json:
+                _emit(json.dumps({"row": row, "line": line, "dropped": bad[row]}, ensure_ascii=False))
+            else:
+                _emit(f"row {row}: dropped: {bad[row]}")
+            continue
         try:
             plans = plan_row(tok, ex, train_on, policy)
         except (RowError, DataError) as e:

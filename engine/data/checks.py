@@ -79,6 +79,13 @@ CHECKS: dict[str, CheckInfo] = {c.id: c for c in (
     CheckInfo("multimodal", _E, "the row carries images, audio or video; ftwb trains text models only"),
     CheckInfo("invalid_unicode", _E, "text holds a lone surrogate (invalid Unicode) that no tokenizer can encode"),
     CheckInfo("unusable", _E, "training cannot use the row as its format (the normaliser's reason)"),
+    CheckInfo("template_refused", _W, "the chat template refuses the row (its own reason); training drops it"),
+    CheckInfo("template_mostly_refused", _E, "the chat template refuses most rows; training would stop"),
+    CheckInfo("special_text_in_content", _W, "special-token text inside content; trained as plain text"),
+    CheckInfo("end_of_turn_not_trained", _W, "the render closes an assistant turn with no end-of-turn to train"),
+    CheckInfo("reasoning_stripped", _W, "the template rewrites earlier turns (strips reasoning); the turn "
+                                        "policy says what trains"),
+    CheckInfo("template_mismatch", _E, "the masked sequence differs from the template's render"),
 )}
 # Structure checks whose errors mean "training cannot use this row": the normaliser decides those.
 _STRUCTURE = {"missing_messages", "missing_role", "missing_content", "unknown_role", "non_string_content",
@@ -172,6 +179,10 @@ def run_checks(rows: list[dict], lines: list[int | None] | None, fmt: str, *, to
         out.extend(f for f in checks_preference.check_rows(rows, lines, fmt) if want(f.check))
     if tokenizer is not None and max_seq_len and want("overlong"):
         out.extend(checks_text.overlong(rows, lines, fmt, tokenizer, max_seq_len))
+    if tokenizer is not None:
+        from engine.data.checks_template import template_findings
+
+        out.extend(f for f in template_findings(rows, lines, fmt, tokenizer) if want(f.check))
     if want("too_few_rows"):
         few = too_few_rows_message(usable, len(rows))
         if few:
