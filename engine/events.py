@@ -280,12 +280,12 @@ class LogFollower:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         yield from self.poll()
 
-    def drain(self) -> list[dict[str, Any]]:
+    def drain(self, chunk_bytes: int = 64 * 1024 * 1024) -> list[dict[str, Any]]:
         """Every complete event appended since the last call, however much that is."""
         out: list[dict[str, Any]] = []
         while True:
             pos = self._pos
-            out.extend(self.poll())
+            out.extend(self.poll(max_bytes=chunk_bytes))
             if self._pos == pos:
                 return out
 

@@ -104,3 +104,16 @@ def test_sigstopped_follower_does_not_stop_training_and_catches_up(tmp_path):
     assert evs[-1]["type"] == "done" and evs[-1]["status"] == "completed"
     assert [e["seq"] for e in evs] == list(range(len(evs)))  # the log lost nothing
     assert "completed 40 steps" in err
+
+
+def test_drain_reads_a_log_bigger_than_one_poll_in_one_go(tmp_path):
+    """Attach replays a finished run with drain(): one poll stops at its chunk size, and a
+    replay cut there showed a finished run as crashed until the next poll."""
+    w = ev.EventWriter(tmp_path / "events.jsonl")
+    for i in range(200):
+        w.emit("metric", step=i, loss=1.0)
+    w.emit("done", status="completed", summary={})
+    w.close()
+    f = ev.LogFollower(tmp_path / "events.jsonl")
+    evs = f.drain(chunk_bytes=1000)
+    assert len(evs) == 201 and evs[-1]["type"] == "done" and f.drain() == []

@@ -311,7 +311,10 @@ def run(run_dir: Path, resume: bool = False) -> int:
             emit("error", kind="config", message=str(e), hint="fix model.name_or_path")
         elif _is_oom(e):
             shape = getattr(trainer, "_current_shape", None)
-            on = "CUDA" if getattr(trainer, "device", "cuda") == "cuda" else "CPU"
+            import torch
+
+            cuda = isinstance(e, torch.cuda.OutOfMemoryError) or getattr(trainer, "device", "cuda") == "cuda"
+            on = "CUDA" if cuda else "CPU"
             emit("error", kind="oom", message=f"{on} out of memory on a batch of shape {shape} (rows x tokens)",
                  batch_shape=list(shape) if shape else None, device=on.lower(), traceback_tail=_tail(tb, 4),
                  hint=OOM_HINT if on == "CUDA" else

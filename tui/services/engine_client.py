@@ -118,10 +118,12 @@ class RunSession:
 
     def _follow_log(self) -> None:
         follower = ev.LogFollower(self.run_dir / rundir.EVENTS)
-        self.state.apply_many(follower.poll())  # the whole history in one batch
+        # The whole history in one batch (drain: a log over 64 MB is more than one poll), so a
+        # finished run never shows as crashed half-way through its replay.
+        self.state.apply_many(follower.drain())
         while True:
             if not self._alive():
-                self.state.apply_many(follower.poll())
+                self.state.apply_many(follower.drain())
                 if self.state.events_seen and not self.state.finished:
                     self.state.mark_crashed()
                 # Keep watching slowly: a resume by another ftwb appends to this log.
