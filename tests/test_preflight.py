@@ -236,3 +236,24 @@ def test_evals_and_saves_per_epoch_become_steps_in_a_real_run(tmp_path):
     assert f"train.save_every: {per_epoch} steps (1 per epoch of {per_epoch} steps)" in logs
     evals = [e["step"] for e in events if e["type"] == "eval"]
     assert every in evals and all(s % every == 0 or s == per_epoch for s in evals), evals
+
+
+async def test_tui_start_key_refuses_what_preflight_rejects(tmp_path):
+    """The Start key runs the same pre-flight (in a worker): a missing dataset is a notification,
+    no session and no run directory."""
+    from engine_helpers import small_demo_config
+    from pilot_helpers import wait_for as wait_for_pilot
+    from tui.app import FtwbApp
+    from tui.services.open_target import Target
+
+    cfg = small_demo_config()
+    cfg.data.path = str(tmp_path / "gone.jsonl")
+    app = FtwbApp(Target(config=cfg, mode="train"), theme="ftwb-dark", runs_dir=str(tmp_path / "runs"),
+                  sample_devices=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("s")
+        await wait_for_pilot(pilot, lambda: any("Cannot start" in str(n.message) for n in app._notifications), 60)
+        msg = next(str(n.message) for n in app._notifications if "Cannot start" in str(n.message))
+        assert "gone.jsonl: file not found" in msg
+        assert app.session is None
+    assert not (tmp_path / "runs").exists()

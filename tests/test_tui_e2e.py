@@ -28,7 +28,8 @@ async def test_start_key_runs_the_real_engine_to_completion(tmp_path):
                   sample_devices=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("s")
-        await wait_for_pilot(pilot, lambda: app.session is not None, 10)
+        # pre-flight (tokenizer + template) and the findings gate run first, in a worker
+        await wait_for_pilot(pilot, lambda: app.session is not None, 90)
         await wait_for_pilot(pilot, lambda: app.session.state.finished, 300)
         st = app.session.state
         assert st.status == "completed" and st.step == 8

@@ -117,17 +117,23 @@ class FtwbApp(App[int]):
             self.notify("A run is already live here; stop it (x) or open another view first.", severity="warning")
             return
         cfg = self.config.copy()
-        if cfg.data.allow_findings:
-            self._launch(cfg)
-            return
-        self.notify(f"checking {Path(str(cfg.data.path)).name} for secrets, PII and errors before the run …",
-                    timeout=3)
+        self.notify(f"pre-flight: model, data ({Path(str(cfg.data.path)).name}), template and runs directory"
+                    + ("" if cfg.data.allow_findings else "; then secrets, PII and errors") + " …", timeout=3)
         self._gate(cfg)
 
     @work(thread=True, exclusive=True, group="start-gate", exit_on_error=False)
     def _gate(self, cfg) -> None:
+        from engine import preflight
         from tui.services.dataset_label import gate_report, version_key
 
+        problems = preflight.check(cfg, runs_dir=str(self.runs_dir))  # before any run directory or model
+        if problems:
+            self.call_from_thread(self.notify, "Cannot start: " + preflight.summary(problems), severity="error",
+                                  timeout=12)
+            return
+        if cfg.data.allow_findings:
+            self.call_from_thread(self._launch, cfg)
+            return
         key = version_key(cfg)
         report = gate_report(cfg) if key not in self.findings_answers else None
         self.call_from_thread(self._gated, cfg, key, report)
