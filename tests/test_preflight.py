@@ -257,3 +257,22 @@ async def test_tui_start_key_refuses_what_preflight_rejects(tmp_path):
         assert "gone.jsonl: file not found" in msg
         assert app.session is None
     assert not (tmp_path / "runs").exists()
+
+
+async def test_tui_config_badge_never_says_valid_for_a_config_preflight_rejects(tmp_path):
+    from engine_helpers import small_demo_config
+    from pilot_helpers import wait_for as wait_for_pilot
+    from textual.widgets import Static
+    from tui.app import FtwbApp
+    from tui.services.open_target import Target
+
+    cfg = small_demo_config()
+    cfg.data.path = str(tmp_path / "gone.jsonl")  # valid by the schema, refused by pre-flight
+    app = FtwbApp(Target(config=cfg, mode="config"), theme="ftwb-dark", runs_dir=str(tmp_path / "runs"),
+                  sample_devices=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        def badge() -> str:
+            return str(app.screen.query_one("#config-status", Static).render())
+
+        await wait_for_pilot(pilot, lambda: "✖ pre-flight" in badge(), 30, "the pre-flight badge")
+        assert "gone.jsonl: file not found" in badge() and "✔ valid" not in badge()

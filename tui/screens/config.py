@@ -194,6 +194,23 @@ class ConfigScreen(Screen):
 
         st.update(Text(f"✔ valid · {c.method} · model {c.model.name_or_path} · trains on {dataset_label(c.data.path)}",
                        style="green"))
+        self._preflight(c.copy())
+
+    @work(thread=True, exclusive=True, group="cfg-preflight", exit_on_error=False)
+    def _preflight(self, cfg: C.RunConfig) -> None:
+        """The cheap pre-flight (no tokenizer): the badge never says valid for a config a Start would refuse."""
+        from engine import preflight
+
+        problems = preflight.check(cfg, runs_dir=str(self.app.runs_dir), deep=False)
+        if problems:
+            self.app.call_from_thread(self._preflight_failed, cfg, problems)
+
+    def _preflight_failed(self, cfg: C.RunConfig, problems: list) -> None:
+        if self.problem or self.app.config.to_dict() != cfg.to_dict():
+            return  # the form changed meanwhile: its own check is newer
+        more = f"  (+{len(problems) - 1} more)" if len(problems) > 1 else ""
+        self.query_one("#config-status", Static).update(
+            Text(f"✖ pre-flight: {problems[0]}{more}  · Start will refuse this run", style="bold red"))
 
     def on_input_changed(self, event: Input.Changed) -> None:
         if event.input.id and event.input.id.startswith("cfg-"):
