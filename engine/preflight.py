@@ -73,11 +73,23 @@ def check(cfg, runs_dir: str | None = None, deep: bool = True,
     data = _check_data(cfg, problems)
     _check_runs_dir(cfg, runs_dir, model_dir, problems)
     _check_extras(cfg, problems)
+    _check_eval_and_trackers(cfg, problems)
     if deep:
         _check_optimizer(cfg, problems)
     if deep and not problems and model_dir is not None and data is not None:  # the slow one last
         _check_template(cfg, model_dir, data, problems)
     return problems
+
+
+def _check_eval_and_trackers(cfg, problems: list[Problem]) -> None:
+    """Eval set and schema files that are not there, and train.report_to trackers whose
+    package is not installed (each message names the field and the fix)."""
+    from engine.evaluate.sets import missing_files
+    from engine.trackers import missing_packages
+
+    for field, msg in (("eval.sets", missing_files(cfg)), ("train.report_to", missing_packages(cfg))):
+        if msg:
+            problems.append(Problem(field, msg))
 
 
 def _check_optimizer(cfg, problems: list[Problem]) -> None:

@@ -84,3 +84,13 @@ def test_regressions_beyond_the_threshold():
     got = {(r["set"], r["metric"]) for r in find_regressions(sets, 0.1)}
     assert got == {("general", "loss"), ("safety", "refusal_rate")}
     assert find_regressions(sets, 0.9) == []
+
+
+def test_ftwb_train_refuses_a_missing_eval_set_file_before_the_run_starts(tmp_path):
+    from engine_helpers import ftwb, small_demo_config, write_config
+
+    cfg = small_demo_config()
+    cfg.eval.sets = ["test", {"name": "task", "path": str(tmp_path / "nope.jsonl"), "scorer": "contains"}]
+    res = ftwb("train", str(write_config(cfg, tmp_path / "c.yaml")), "--runs-dir", str(tmp_path / "runs"))
+    assert res.returncode == 2 and "eval.sets[1].path:" in res.stderr and "nope.jsonl does not exist" in res.stderr
+    assert "Traceback" not in res.stderr and not (tmp_path / "runs").exists()
