@@ -98,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
     commands = {"attach", "train", "runs", "data", "estimate", "config", "eval", "export", "serve"}
     if first in commands and argv and argv[0] == first:
         args = _full_parser().parse_args(argv)
+        if first != "train":  # a training engine keeps its library output for engine.log
+            from engine.cli.quiet import quiet_libraries
+
+            quiet_libraries()
         try:
             rc = args.func(args)
         except KeyboardInterrupt:
