@@ -358,7 +358,7 @@ def template_resolves(name: str) -> bool:
     try:
         resolve(name)
         return True
-    except ValueError:
+    except (ValueError, OSError):  # OSError: a "name" too long for a file name
         return False
 
 
@@ -373,6 +373,9 @@ def shipped_templates() -> list[str]:
 def template_name(m: Mapper, path: str, raw: str) -> None:
     """A named chat template of the source tool -> model.chat_template NAME when ftwb ships that
     template; otherwise listed as ignored (the tokenizer's own template is used), with the fix."""
+    if not isinstance(get_path(m.data, path), str) or len(raw) > 64 or not re.fullmatch(r"[\w.-]+", raw.strip()):
+        m.ignore(path, f"{raw[:40]!r} is not a template name; the tokenizer's own template is used")
+        return
     key = raw.strip().lower()
     candidates = TEMPLATE_FAMILIES.get(key, [key])
     name = next((c for c in candidates if template_resolves(c)), None)
