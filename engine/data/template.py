@@ -233,6 +233,7 @@ class _Located:
     spans: dict[int, tuple[int, int]]
     literal: list[tuple[int, int]]
     no_eot: list[int]
+    answer: dict[int, str] = field(default_factory=dict)  # the turn's text before its end-of-turn
 
 
 def _locate(tokenizer, messages: list[dict], tools, want: list[int], gen_prompt: str,
@@ -258,6 +259,7 @@ def _locate(tokenizer, messages: list[dict], tools, want: list[int], gen_prompt:
             first.setdefault(k, j)
             last[k] = j + 1
     spans: dict[int, tuple[int, int]] = {}
+    answers: dict[int, str] = {}
     no_eot: list[int] = []
     for i in want:
         prev_end = max((last[k] for k in last if k < i), default=0)
@@ -313,7 +315,8 @@ def _locate(tokenizer, messages: list[dict], tools, want: list[int], gen_prompt:
             b = q
             no_eot.append(i)
         spans[i] = (a, b)
-    return _Located(text, spans, literal, no_eot)
+        answers[i] = text[a:q]
+    return _Located(text, spans, literal, no_eot, answers)
 
 
 def _with_tags(text: str, p: int, q: int, message: dict) -> tuple[int, int]:
@@ -411,7 +414,8 @@ def plan_row(tokenizer, example: dict, train_on: str = "assistant", turn_policy:
     # auto / per_turn: each earlier turn rendered as the last one
     alone = {i: _locate(tokenizer, messages[:i + 1], tools, [i], *gp) for i in turns[:-1]}
     alone[turns[-1]] = full
-    same = all(full.text[slice(*full.spans[i])] == alone[i].text[slice(*alone[i].spans[i])] for i in turns)
+    # (compared without the end-of-turn: templates that close a turn only when more follows)
+    same = all(full.answer[i] == alone[i].answer[i] for i in turns)
     if turn_policy == "auto" and same:
         return [Plan(full.text, [full.spans[i] for i in turns], full.literal, notes=notes, policy="single")]
     note = [] if same else ["reasoning stripped from earlier turns (policy per_turn applied: one example per turn)"]
@@ -427,7 +431,7 @@ def _rewritten(tokenizer, messages, tools, turns, full: _Located, gp: tuple) -> 
     out = []
     for i in turns[:-1]:
         loc = _locate(tokenizer, messages[:i + 1], tools, [i], *gp)
-        if full.text[slice(*full.spans[i])] != loc.text[slice(*loc.spans[i])]:
+        if full.answer[i] != loc.answer[i]:
             out.append(i)
     return out
 
