@@ -82,10 +82,12 @@ def worst(run_dir: str | Path, n: int) -> list[dict]:
         per_sample_losses(run_dir)
         records = read_per_sample(run_dir) or []
     top = records[:n]
-    loaded = _load(C.load(run_dir / rundir.CONFIG))
+    mixed = _load(C.load(run_dir / rundir.CONFIG))
+    # rows are global row ids; the preview reads the normalised example of each
+    by_row = dict(zip(mixed.rows, mixed.examples)) if mixed is not None else {}
     for r in top:
-        row = loaded.rows[r["row"]] if loaded is not None and 0 <= r["row"] < len(loaded.rows) else None
-        r["preview"] = preview(row) if row is not None else ""
+        ex = by_row.get(r["row"])
+        r["preview"] = preview(ex) if ex is not None else ""
     return top
 
 
