@@ -279,3 +279,35 @@ def test_a_stopped_run_exits_3_not_0(tmp_path):
     _, err = cli.communicate(timeout=300)
     assert cli.returncode == 3, err[-2000:]
     assert events_of(run)[-1]["status"] == "stopped" and "Resume with: ftwb train --resume" in err
+
+
+def test_nan_weights_give_a_nan_validation_loss_that_stops_the_run_and_no_checkpoint(tmp_path):
+    """In process, on the real demo model: weights poisoned with one NaN make the real
+    validation loss NaN; the trainer warns, refuses to go on, and refuses to save them."""
+    import torch
+
+    from engine.data.prepare import prepare
+    from engine.train.control import Control
+    from engine.train.loop import NonFiniteLoss, Trainer
+    from engine.train.model import load_model
+
+    cfg = small_demo_config()
+    model, tok = load_model(cfg, "cpu")
+    prepared = prepare(cfg, tok)
+    events = []
+    trainer = Trainer(cfg, tmp_path, model, tok, prepared.train[:8], prepared.val[:4], "cpu",
+                      lambda t, **f: events.append((t, f)), Control())
+    assert ckpt.weights_finite(model)
+    trainer.save_checkpoint()  # finite: saved, and says so
+    (good,) = rundir.checkpoints(tmp_path)
+    assert json.loads((good / ckpt.MANIFEST).read_text())["finite"] is True
+    with torch.no_grad():
+        next(p for p in model.parameters() if p.requires_grad).view(-1)[0] = float("nan")
+    with pytest.raises(NonFiniteLoss, match="weights are no longer finite"):
+        trainer._eval_and_track(1)
+    warn = next(f for t, f in events if t == "warning" and f.get("kind") == "nan")
+    assert warn["what"] == "val_loss" and warn["message"].startswith("validation loss was nan")
+    assert not any(t == "eval" for t, _ in events[len(events) - 3:])  # no NaN recorded as a result
+    with pytest.raises(NonFiniteLoss, match="checkpoint not saved"):
+        trainer.save_checkpoint()
+    assert rundir.checkpoints(tmp_path) == [good]
