@@ -311,3 +311,21 @@ def test_nan_weights_give_a_nan_validation_loss_that_stops_the_run_and_no_checkp
     with pytest.raises(NonFiniteLoss, match="checkpoint not saved"):
         trainer.save_checkpoint()
     assert rundir.checkpoints(tmp_path) == [good]
+
+
+def test_an_engine_killed_by_sigkill_is_said_with_the_memory_hint(tmp_path):
+    """What the kernel's OOM killer does to a CPU run: no event can say it, so the
+    follower does, and names the way on."""
+    import signal
+
+    from engine_helpers import follow_in_background, wait_dead
+
+    cfg = write_config(small_demo_config(max_steps=400, save_every=0, eval_every=0), tmp_path / "run.yaml")
+    cli, run = follow_in_background(cfg, tmp_path / "runs", stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True)
+    pid = rundir.read_pid(run)
+    os.kill(pid, signal.SIGKILL)
+    wait_dead(pid)
+    _, err = cli.communicate(timeout=300)
+    assert cli.returncode == 1 and "killed (SIGKILL)" in err and "micro_batch_size" in err, err[-2000:]
+    assert rundir.summarize(run).status == "crashed"

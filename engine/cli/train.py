@@ -187,6 +187,11 @@ def follow(launched) -> int:
         tail = _log_tail(launched.run_dir / rundir.LOG)
         console.print(f"[red]the engine exited without finishing (code {launched.proc.returncode}).[/] "
                       f"Last lines of engine.log:\n{tail}")
+        if launched.proc.returncode == -signal.SIGKILL:
+            # Nothing in the engine can catch this; on CPU it is usually the kernel's OOM killer.
+            console.print("  hint: it was killed (SIGKILL), often by the kernel when memory runs out: lower "
+                          "train.micro_batch_size or data.max_seq_len; `ftwb train --resume` continues from "
+                          "the last checkpoint")
         return EXIT_FAILED
     status = done.get("status")
     s = done.get("summary") or {}
