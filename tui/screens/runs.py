@@ -111,13 +111,13 @@ class RunsScreen(Screen):
         self._cols = dict(zip(COLUMNS, table.add_columns(*COLUMNS)))
         table.focus()
         self.action_refresh_runs()
-        self.set_interval(5.0, self._auto_refresh)
+        self.set_interval(5.0, self._poll_listing)
         self.set_interval(1.0, self._tick)
 
     def on_screen_resume(self) -> None:
         self.action_refresh_runs()
 
-    def _auto_refresh(self) -> None:
+    def _poll_listing(self) -> None:  # not _auto_refresh: Widget uses that name itself
         """A new run directory (started elsewhere) re-reads the list; the runs' logs are not
         polled: the open run's row follows the app's event reader (see _follow_live)."""
         if self.app.screen is not self:

@@ -1,0 +1,33 @@
+"""The Runs list while it is on screen: a new run directory appears without a key, and
+the cursor stays on the same run, not on the same row number. (The open run's row
+following it to completion is in test_tui_workbench_loop.)"""
+from __future__ import annotations
+
+from pilot_helpers import wait_for
+
+
+async def test_runs_cursor_stays_on_the_same_run_when_a_new_run_appears(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    from textual.widgets import DataTable
+
+    from tui.app import FtwbApp
+    from tui.services.open_target import resolve
+
+    src = Path(__file__).resolve().parent / "fixtures" / "events" / "runs"
+    runs = tmp_path / "runs"
+    shutil.copytree(src, runs)
+    app = FtwbApp(resolve(None), theme="ftwb-dark", runs_dir=str(runs), sample_devices=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("4")
+        screen = app.screen
+        await wait_for(pilot, lambda: len(screen.runs) == 5, 20, "the runs listed")
+        names = [r.name for r in screen.runs]
+        screen.query_one("#runs-table", DataTable).move_cursor(row=names.index("nan"))
+        await pilot.pause(0.2)
+        # A new run directory sorts in front of the others: row numbers shift by one.
+        shutil.copytree(runs / "healthy", runs / "zz-new")
+        await wait_for(pilot, lambda: len(screen.runs) == 6, 20, "the new run listed without a key")
+        await pilot.pause(0.2)
+        assert screen._current().name == "nan"
