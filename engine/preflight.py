@@ -26,7 +26,6 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
 
 SAMPLE_ROWS = 2000        # rows read per source: the whole of a small file, the head of a big one
 RENDER_ROWS = 16          # examples rendered with the chat template
@@ -72,7 +71,6 @@ def check(cfg, runs_dir: str | None = None, deep: bool = True,
     model_dir = _check_model(cfg, problems, notes)
     data = _check_data(cfg, problems)
     _check_runs_dir(cfg, runs_dir, model_dir, problems)
-    _check_extras(cfg, problems)
     _check_eval_and_trackers(cfg, problems)
     if deep:
         _check_optimizer(cfg, problems)
@@ -424,23 +422,3 @@ def _gib(n: int) -> str:
     return f"{n / 1024 ** 3:.2f} GiB" if n >= 1 << 28 else f"{n / 1024 ** 2:.0f} MiB"
 
 
-# ---------------------------------------------------------------- eval sets, trackers
-
-def _check_extras(cfg, problems: list[Problem]) -> None:
-    checks: list[tuple[str, Callable[[Any], str | None]]] = []
-    try:
-        from engine.evaluate.sets import missing_files
-
-        checks.append(("eval.sets", missing_files))
-    except ImportError:
-        pass
-    try:
-        from engine.trackers import missing_packages
-
-        checks.append(("train.report_to", missing_packages))
-    except ImportError:
-        pass
-    for field, fn in checks:
-        msg = fn(cfg)
-        if msg:
-            problems.append(Problem(field, msg))
