@@ -41,6 +41,17 @@ eval.sets), regressions ([{set, metric, base, tuned, change}]), judge ({mode, mo
 win_rate, judged, path} or {skipped: reason}) and baseline ({key, reused, created, path}).
 Each regression is also a warning of kind regression (set, metric, base, tuned, message).
 A warning of kind tracker says a train.report_to tracker could not start or stopped.
+
+Every event the engine writes carries `seq`, its line number in events.jsonl (counted
+across resumes). The pipe never blocks training: it is non-blocking with a bounded buffer,
+and events a stalled reader has no room for are dropped from the pipe only; a follower that
+sees `seq` jump (PipeFollower) reads the rest from events.jsonl. Fault keys: a warning of
+kind nan carries `what` (loss | grad_norm | val_loss | run) and `skipped: true` when the
+optimizer step was skipped; checkpoint_corrupt (path) says resume passed over a damaged
+checkpoint; config_changed (changes: [{field, old, new}]) lists what an edited config
+changes from the resume step on. error kind disk carries path, free_bytes and
+last_checkpoint; kind oom carries device (cuda | cpu) and batch_shape; kind template is a
+chat template that does not render. checkpoint carries finite (all weights finite).
 """
 from __future__ import annotations
 

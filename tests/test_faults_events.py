@@ -32,7 +32,8 @@ def test_stalled_reader_never_blocks_the_writer_and_the_follower_fills_the_gap(t
         got += follower.feed(chunk)
     got += follower.finish()
     os.close(r)
-    assert follower.resyncs >= 0 and [e["seq"] for e in got] == list(range(5001))
+    # What the pipe held came from it, the rest (dropped, or left pending at close) from the log.
+    assert [e["seq"] for e in got] == list(range(5001))
     assert got[-1]["type"] == "done"
 
 
