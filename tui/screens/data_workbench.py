@@ -130,6 +130,8 @@ class DataWorkbenchScreen(Screen):
         t.append("Data ", "bold")
         t.append(f"{wb.path.name}  ", "")
         t.append(f"{len(wb):,} rows", "bold")
+        if wb.bad is not None and len(wb.bad):
+            t.append(f" ({len(wb.bad):,} unreadable)", "red")
         src = wb.source
         if isinstance(src, LineSource) and not src.index.done:
             pct = 100 * src.index.scanned / max(1, src.index.size)
