@@ -53,10 +53,14 @@ def test_dpo_run_completes_with_rising_margin_and_reward_keys_in_every_metric(dp
         assert m["reward_margin"] == pytest.approx(m["rewards_chosen"] - m["rewards_rejected"], abs=1e-5)
     margins = [m["reward_margin"] for m in metrics]
     assert margins[0] == pytest.approx(0.0, abs=1e-6)  # policy == reference before the first update
-    assert statistics.mean(margins[-8:]) > statistics.mean(margins[:8]) + 0.1
+    # Steps of 4 pairs are noisy (a prose pair alone moves the mean); the validation pairs are not.
+    assert statistics.mean(margins[-12:]) > 0.2
     evals = [e for e in evs if e["type"] == "eval"]
     assert len(evals) >= 3 and all(all(k in e for k in REWARD_KEYS) for e in evals)
-    assert evals[-1]["reward_margin"] > 0
+    assert evals[0]["reward_margin"] > 0
+    assert evals[-1]["reward_margin"] > evals[0]["reward_margin"] + 0.1
+    assert evals[-1]["val_loss"] < evals[0]["val_loss"]
+    assert all(0.5 < e["reward_accuracy"] <= 1.0 for e in evals)
     data = json.loads((run / rundir.DATA).read_text())
     assert data["format"] == "preference"
 
