@@ -84,19 +84,30 @@ class RunLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        fd = os.open(self.run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        path = self.run_dir / LOCK
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise RunDirError(f"{self.run_dir} is already being trained by another engine "
+                                  f"(pid {read_pid(self.run_dir)}); attach to it instead") from None
+            # A finished engine unlinks the lock file while it holds it (a finished run
+            # leaves no lock behind); whoever locked that unlinked file opens the new one.
+            try:
+                if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
             os.close(fd)
-            raise RunDirError(f"{self.run_dir} is already being trained by another engine "
-                              f"(pid {read_pid(self.run_dir)}); attach to it instead") from None
         self._fd = fd
         (self.run_dir / PID).write_text(str(os.getpid()))
 
     def release(self) -> None:
         (self.run_dir / PID).unlink(missing_ok=True)
         if self._fd is not None:
+            (self.run_dir / LOCK).unlink(missing_ok=True)  # still locked: see acquire()
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None

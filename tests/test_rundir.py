@@ -50,6 +50,29 @@ def test_lock_marks_alive_and_kernel_releases_it_on_death(tmp_path):
     assert not rundir.is_alive(tmp_path)
 
 
+def test_a_released_lock_leaves_no_lock_file_and_a_stale_opener_retries(tmp_path):
+    import fcntl
+
+    first = rundir.RunLock(tmp_path)
+    first.acquire()
+    # Another engine opened the lock file before the first one finished...
+    stale = os.open(tmp_path / rundir.LOCK, os.O_RDWR)
+    first.release()
+    assert not (tmp_path / rundir.LOCK).exists() and not (tmp_path / rundir.PID).exists()
+    assert not rundir.is_alive(tmp_path)
+    # ...and locks that unlinked file: a third engine must still not get in beside it.
+    fcntl.flock(stale, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    second = rundir.RunLock(tmp_path)
+    second.acquire()  # the path is a fresh file, so this is the one real lock
+    try:
+        with pytest.raises(rundir.RunDirError, match="already being trained"):
+            rundir.RunLock(tmp_path).acquire()
+        assert rundir.is_alive(tmp_path)
+    finally:
+        second.release()
+        os.close(stale)
+
+
 def test_summary_reads_status_from_events(tmp_path):
     (tmp_path / rundir.CONFIG).write_text("method: lora\nmodel: {name_or_path: m}\ndata: {path: d.jsonl}\n")
     w = ev.EventWriter(tmp_path / rundir.EVENTS)
