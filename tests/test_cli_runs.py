@@ -21,3 +21,12 @@ def test_runs_table_and_empty_dir(capsys, tmp_path):
     assert "healthy" in out and "completed" in out
     assert main(["runs", "--runs-dir", str(tmp_path)]) == 0
     assert "no runs in" in capsys.readouterr().out
+
+
+def test_runs_table_at_80_columns_keeps_the_dataset(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["runs", "--runs-dir", str(RUNS)]) == 0
+    out = capsys.readouterr().out
+    header = next(line for line in out.splitlines() if "status" in line and "name" in line)
+    assert "dataset" in header and "model" in header
+    assert max(len(line) for line in out.splitlines()) <= 80

@@ -39,9 +39,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from rich import box
 
-    wide = console.width >= 120  # narrow terminals drop the dataset and start-time columns
-    cols = ["name", "status", "method", "model"] + (["dataset"] if wide else []) + ["steps", "best val"] \
+    # Narrow terminals (80 columns) drop method and start time, never the dataset: which
+    # data a run trained on is what tells two runs of one model apart.
+    wide = console.width >= 120
+    cols = ["name", "status"] + (["method"] if wide else []) + ["model", "dataset", "steps", "best val"] \
         + (["started"] if wide else []) + ["duration"]
+    n = 28 if wide else 14
     t = Table(title=f"runs in {root}", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
     for col in cols:
         t.add_column(col, justify="right" if col in ("steps", "best val", "duration") else "left",
@@ -49,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     for r in runs:
         dur = r.duration_s
         cells = {"name": r.name, "status": f"[{STATUS_STYLE.get(r.status, '')}]{r.status}[/]",
-                 "method": r.method, "model": _short(r.model), "dataset": _short(r.dataset),
+                 "method": r.method, "model": _short(r.model, n), "dataset": _short(r.dataset, n),
                  "steps": f"{r.step}/{r.total_steps}" if r.total_steps else str(r.step),
                  "best val": f"{r.best_val_loss:.4f}" if r.best_val_loss is not None else "-",
                  "started": time.strftime("%m-%d %H:%M", time.localtime(r.started)) if r.started else "-",
