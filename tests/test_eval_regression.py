@@ -92,4 +92,5 @@ def test_the_model_card_lists_every_eval_set_and_the_regression(harmful):
     run, _ = harmful
     card = model_card(run, C.load(run / rundir.CONFIG), merged=False)
     assert "| refusal | refusal | refusal_rate |" in card and "| regression |" in card
-    assert "Regressions beyond eval.regression_threshold 0.2: refusal refusal_rate" in card
+    line = next(l for l in card.splitlines() if l.startswith("Regressions beyond eval.regression_threshold 0.2: "))
+    assert "refusal refusal_rate 1" in line and "refusal loss" in line  # both flagged metrics, any order

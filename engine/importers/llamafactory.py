@@ -334,7 +334,7 @@ def _numbers(raw: Any) -> list[float] | None:
         return None
     try:
         return [float(x) for x in (raw if isinstance(raw, list) else str(raw).split(","))]
-    except ValueError:
+    except (TypeError, ValueError):  # a list holding null or a mapping
         return None
 
 
