@@ -207,3 +207,23 @@ def test_data_check_reports_refusals_and_literals(realworld, tmp_path):
     assert {"template_refused", "template_mostly_refused"} <= checks
     assert any("System role not supported" in f["message"] for f in doc["findings"])
     assert out.returncode == 1
+
+
+def test_data_screen_token_view_shows_every_example_with_its_policy_and_flags(realworld):
+    """The Data screen's token view goes through the same path: a Qwen3 row whose template
+    strips earlier reasoning shows both per-turn examples, the policy and the flag."""
+    from tui.services.dataset_session import token_view
+    from tui.widgets.data.row_view import tokens_text
+
+    tok = realworld.tokenizer_for_template("Qwen-Qwen3-0.6B")
+    msgs = [NO_SYSTEM[0], {"role": "assistant", "content": "<think>\nponder Kestrel\n</think>\n\nAlpha Four."},
+            NO_SYSTEM[2], NO_SYSTEM[3]]
+    tv = token_view(tok, {"messages": msgs}, "chat", 1024)
+    engine = rows(tok, msgs)
+    views = [tv, *tv.more]
+    assert [v.total for v in views] == [len(t.input_ids) for t in engine]
+    assert [v.trainable for v in views] == [sum(lab != IGNORE for lab in t.labels) for t in engine]
+    text = tokens_text(tv).plain
+    assert "2 training examples from this row (data.turn_policy: per_turn)" in text
+    assert "example 2 of 2: trains assistant turn 3" in text
+    assert "reasoning stripped from earlier turns" in text

@@ -257,7 +257,10 @@ class DataWorkbenchScreen(Screen):
             row = self.wb.row(index, full=True)
             if row.data is None:
                 raise WorkbenchError(f"row {index} could not be read: {row.error}")
-            tv = token_view(tok, row.data, self.wb.fmt, self.max_seq_len)
+            cfg = getattr(self.app, "config", None)
+            tv = token_view(tok, row.data, self.wb.fmt, self.max_seq_len,
+                            train_on=cfg.data.train_on if cfg is not None else "assistant",
+                            turn_policy=getattr(cfg.data, "turn_policy", "auto") if cfg is not None else "auto")
             content = Text(f"{self.wb.label(index)}  ", "dim") + tokens_text(tv)
         except WorkbenchError as e:
             content = Text(str(e), "bold red")

@@ -402,13 +402,26 @@ class TokenView:
     max_seq_len: int
     note: str = ""
     rejected: "TokenView | None" = None  # preference rows: the rejected side, masked the same way
+    policy: str = ""           # the turn policy that made this example (data.turn_policy)
+    turn: int | None = None    # the trained assistant turn of a per-turn example
+    lint: list[str] = field(default_factory=list)  # template flags: end-of-turn not trained, ...
+    more: list["TokenView"] = field(default_factory=list)  # the row's other examples (per_turn)
 
 
-def token_view(tokenizer, row: dict, fmt: str, max_seq_len: int, train_on: str = "assistant") -> TokenView:
-    """The row through the model's chat template: every token, whether it is trained."""
-    from engine.data.errors import RowError
+def token_view(tokenizer, row: dict, fmt: str, max_seq_len: int, train_on: str = "assistant",
+               turn_policy: str = "auto") -> TokenView:
+    """The row through the model's chat template, exactly as the engine trains it (the same
+    plan_row/tokenize_row path): every token, whether it is trained, and every training
+    example the row gives (several under the per_turn policy)."""
+    from engine.data.errors import DataError, RowError
     from engine.data.normalize import normalize_row
-    from engine.data.template import tokenize_example
+    from engine.data.template import tokenize_row
+
+    def views(example) -> TokenView:
+        first, *rest = [_view(tokenizer, t, max_seq_len) for t in tokenize_row(tokenizer, example, train_on,
+                                                                                turn_policy)]
+        first.more = rest
+        return first
 
     try:
         example = normalize_row(row, fmt)
@@ -417,21 +430,23 @@ def token_view(tokenizer, row: dict, fmt: str, max_seq_len: int, train_on: str =
             from engine.data.preference import sides
 
             example, other = sides(example)
-            rejected = _view(tokenizer, *tokenize_example(tokenizer, other, train_on), max_seq_len)
-        view = _view(tokenizer, *tokenize_example(tokenizer, example, train_on), max_seq_len)
-    except RowError as e:
+            rejected = views(other)
+        view = views(example)
+    except (RowError, DataError) as e:
         raise WorkbenchError(f"this row cannot be tokenised: {e}") from None
     view.rejected = rejected
     return view
 
 
-def _view(tokenizer, ids: list[int], labels: list[int], max_seq_len: int) -> TokenView:
+def _view(tokenizer, tokenized, max_seq_len: int) -> TokenView:
     from engine.data.template import IGNORE
 
+    ids, plan = tokenized.input_ids, tokenized.plan
     pieces = [tokenizer.decode([t]) for t in ids]
-    trained = [lab != IGNORE for lab in labels]
+    trained = [lab != IGNORE for lab in tokenized.labels]
     note = "" if any(trained) else "no token of this row is trained (empty loss mask)"
-    return TokenView(pieces, trained, len(ids), sum(trained), max_seq_len, note)
+    return TokenView(pieces, trained, len(ids), sum(trained), max_seq_len, note,
+                     policy=plan.policy, turn=plan.turn, lint=list(plan.notes))
 
 
 # ---------------------------------------------------------------- stats

@@ -45,9 +45,21 @@ def turns_text(data, fmt: str) -> Text:
 
 def tokens_text(tv) -> Text:
     if getattr(tv, "rejected", None) is not None:  # a preference pair: both sides, one after the other
-        return (Text("▌chosen  ", "bold green") + _tokens_text(tv) + Text("\n\n▌rejected  ", "bold red")
-                + _tokens_text(tv.rejected))
-    return _tokens_text(tv)
+        return (Text("▌chosen  ", "bold green") + _examples_text(tv) + Text("\n\n▌rejected  ", "bold red")
+                + _examples_text(tv.rejected))
+    return _examples_text(tv)
+
+
+def _examples_text(tv) -> Text:
+    """Every training example of the row (the per_turn policy gives one per assistant turn)."""
+    views = [tv, *tv.more]
+    if len(views) == 1:
+        return _tokens_text(tv)
+    t = Text(f"{len(views)} training examples from this row (data.turn_policy: {tv.policy})\n", "bold")
+    for k, v in enumerate(views, 1):
+        t.append(f"\n── example {k} of {len(views)}: trains assistant turn {v.turn} ──\n", "bold")
+        t.append_text(_tokens_text(v))
+    return t
 
 
 def _tokens_text(tv) -> Text:
@@ -63,6 +75,10 @@ def _tokens_text(tv) -> Text:
     t.append("\n")
     if tv.note:
         t.append(tv.note + "\n", "bold red")
+    if tv.policy and not tv.more and tv.turn is None:
+        t.append(f"data.turn_policy: {tv.policy}\n", "dim")
+    for flag in tv.lint:  # template lint: end-of-turn not trained, reasoning stripped, ...
+        t.append(f"⚠ {flag}\n", "bold yellow")
     t.append("\n")
     for k, (piece, trained) in enumerate(zip(tv.pieces[:SHOW_TOKENS], tv.trained)):
         if k == tv.max_seq_len:
