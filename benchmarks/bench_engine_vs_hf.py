@@ -224,7 +224,16 @@ def arm_ftwb(a, device: str) -> dict:
     (ta, na), (tb, nb) = marks[a.warmup], marks[a.steps]
     est = {}
     if device == "cuda":
+        import warnings
+
         from engine import memory
+
+        torch.cuda.set_sync_debug_mode("warn")  # one more step, counting the waits on the GPU
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            trainer.train_step()
+        torch.cuda.set_sync_debug_mode("default")
+        est["host_syncs_per_step"] = sum("synchroniz" in str(w.message).lower() for w in caught)
 
         e = memory.estimate(cfg, model.get_base_model().config.to_dict(),
                             assumptions=memory.Assumptions(attention_route=route))
