@@ -299,6 +299,8 @@ def summary() -> None:
             extra = ""
             if "estimate_error" in r:
                 extra = f"  estimate {r['estimated_peak_gib']} GiB ({r['estimate_error']:+.0%})"
+            if "host_syncs_per_step" in r:
+                extra += f"  syncs/step {r['host_syncs_per_step']}"
             fit = r.get("auto_fit")
             fit_s = f"  fit {fit['tokens_per_micro_batch']}x{fit['grad_accum']} gc={fit['gradient_checkpointing']}" if fit else ""
             print(f"{r['size']:>4s} {r['label']:18s} {r['tokens_per_s']:>8} tok/s  peak "
