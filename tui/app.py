@@ -12,11 +12,7 @@ from textual.binding import Binding
 from textual.widgets import Input
 
 from engine import rundir
-from tui.screens.config import ConfigScreen
-from tui.screens.data_workbench import DataWorkbenchScreen
 from tui.screens.dialogs import ChoiceDialog, HelpScreen, QuitDialog
-from tui.screens.runs import RunsScreen
-from tui.screens.train import TrainScreen
 from tui.services.engine_client import ControlError, RunSession
 from tui.services.open_target import OpenError, Target, resolve
 
@@ -24,6 +20,15 @@ SCREENS = (("data", "Data", "1", "d"), ("config", "Config", "2", "c"),
            ("train", "Train", "3", "t"), ("runs", "Runs", "4", "r"))
 COMPACT_BELOW = (120, 36)   # width, height: under either, the compact layout
 ROOMY_FROM = (160, 45)
+
+
+def _lazy_screen(module: str, name: str):
+    """A MODES entry that imports its screen on first use, so start-up loads only the first one."""
+    def make():
+        from importlib import import_module
+
+        return getattr(import_module(module), name)()
+    return make
 
 
 def default_theme() -> str:
@@ -34,7 +39,10 @@ def default_theme() -> str:
 class FtwbApp(App[int]):
     TITLE = "ftwb"
     CSS_PATH = "app.tcss"
-    MODES = {"data": DataWorkbenchScreen, "config": ConfigScreen, "train": TrainScreen, "runs": RunsScreen}
+    MODES = {"data": _lazy_screen("tui.screens.data_workbench", "DataWorkbenchScreen"),
+             "config": _lazy_screen("tui.screens.config", "ConfigScreen"),
+             "train": _lazy_screen("tui.screens.train", "TrainScreen"),
+             "runs": _lazy_screen("tui.screens.runs", "RunsScreen")}
     BINDINGS = [
         *(Binding(f"{num},{key}", f"switch_mode('{mode}')", label, show=False, tooltip=f"{label} screen")
           for mode, label, num, key in SCREENS),
