@@ -3,7 +3,7 @@ import subprocess
 import sys
 
 # Modules `import tui.app` must not load; each is imported when its screen or service is first used.
-NOT_AT_START = ("tui.screens.config", "tui.screens.data_workbench", "tui.screens.train", "tui.screens.runs",
+NOT_AT_START = ("numpy", "tui.services.engine_client", "tui.screens.config", "tui.screens.data_workbench", "tui.screens.train", "tui.screens.runs",
                 "tui.services.dataset_index", "pyarrow", "torch", "transformers", "peft", "datasets")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import weakref
+from typing import TYPE_CHECKING
 from pathlib import Path
 
 from textual import work
@@ -13,8 +14,10 @@ from textual.widgets import Input
 
 from engine import rundir
 from tui.screens.dialogs import ChoiceDialog, HelpScreen, QuitDialog
-from tui.services.engine_client import ControlError, RunSession
 from tui.services.open_target import OpenError, Target, resolve
+
+if TYPE_CHECKING:
+    from tui.services.engine_client import RunSession
 
 SCREENS = (("data", "Data", "1", "d"), ("config", "Config", "2", "c"),
            ("train", "Train", "3", "t"), ("runs", "Runs", "4", "r"))
@@ -90,6 +93,7 @@ class FtwbApp(App[int]):
         """Attach to a run (replay, then follow) and show it on the Train screen."""
         if self.session is not None and self.session.run_dir == Path(run_dir):
             return
+        from tui.services.engine_client import ControlError, RunSession
         try:
             new = RunSession.attach(run_dir)
         except ControlError as e:
@@ -103,6 +107,7 @@ class FtwbApp(App[int]):
         self.session = new
 
     def _control(self, fn, done: str) -> None:
+        from tui.services.engine_client import ControlError, RunSession
         try:
             result = fn()
         except ControlError as e:
@@ -168,6 +173,7 @@ class FtwbApp(App[int]):
 
     def _launch(self, cfg) -> None:
         def start():
+            from tui.services.engine_client import RunSession
             s = RunSession.launch(cfg, str(self.runs_dir))
             self._replace_session(s)
             return s.run_dir.name
@@ -193,6 +199,7 @@ class FtwbApp(App[int]):
             return
 
         def resume():
+            from tui.services.engine_client import RunSession
             s = RunSession.resume(target)
             self._replace_session(s)
             return target.name
@@ -253,6 +260,7 @@ class FtwbApp(App[int]):
 
         def chosen(what: str | None) -> None:
             if what == "stop":
+                from tui.services.engine_client import ControlError
                 try:
                     s.stop()
                 except ControlError as e:
