@@ -83,3 +83,32 @@ def test_forced_on_cpu_measures_picks_the_fastest_and_is_reused_on_resume(tmp_pa
     evs2, emit2 = _events()
     assert P.auto_fit(model, cfg2, "cpu", emit=emit2, run_dir=tmp_path) == choice
     assert evs2[-1][1]["status"] == "reused" and cfg2.train.grad_accum == choice["grad_accum"]
+
+
+def test_the_loop_plans_rows_of_tokens_per_micro_batch(tmp_path):
+    """What auto-fit sets is what the loop packs: rows of tokens_per_micro_batch tokens."""
+    torch = pytest.importorskip("torch")
+    import random
+
+    from data_fixtures import tiny_llama
+
+    from engine.train.control import Control
+    from engine.train.loop import Trainer
+
+    rng = random.Random(0)
+    items = []
+    for _ in range(60):
+        n = rng.randint(4, 32)
+        items.append({"input_ids": [rng.randrange(3, 64) for _ in range(n)], "labels": [5] * n})
+    cfg = C.RunConfig()
+    cfg.data.max_seq_len, cfg.train.micro_batch_size, cfg.train.tokens_per_micro_batch = 32, 1, 96
+
+    class Tok:
+        pad_token_id = 0
+
+    trainer = Trainer(cfg, tmp_path, tiny_llama(64), Tok(), items, [], "cpu", lambda *a, **k: None, Control())
+    sizes = [sum(len(items[i]["input_ids"]) for i in b) for b in trainer.plan(0)]
+    assert max(sizes) <= 96 and max(sizes) > 32
+    assert sorted(i for b in trainer.plan(0) for i in b) == list(range(60))
+    m = trainer.train_step()
+    assert m["tokens"] == sizes[0] and torch.isfinite(torch.tensor(m["loss"]))
