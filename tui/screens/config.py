@@ -256,7 +256,7 @@ class ConfigScreen(Screen):
         if size is None:
             self._count_rows(path)
         self.query_one(BatchSummary).show(cfg.train.micro_batch_size, cfg.train.grad_accum,
-                                          E.steps_info(cfg, size))
+                                          E.steps_info(cfg, size), E.auto_fit_line(cfg, self.app.runs_dir))
 
     @work(thread=True, exclusive=True, group="cfg-rows", exit_on_error=False)
     def _count_rows(self, path: str) -> None:

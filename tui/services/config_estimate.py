@@ -255,3 +255,37 @@ def steps_info(cfg: C.RunConfig, size: DataSize | None, devices: int = 1) -> Ste
     per_epoch = max(1, math.ceil(max(micro, 1) / (t.grad_accum * devices)))
     info.steps = max(1, math.ceil(per_epoch * t.epochs))
     return info
+
+
+def auto_fit_line(cfg, runs_dir) -> str:
+    """What auto-fit does with this config, and the choice the newest run of the same model
+    and data made (RUN_DIR/auto_fit.json): the Config screen's line under the batch."""
+    import json
+    from pathlib import Path
+
+    t = cfg.train
+    if t.auto_fit == "off":
+        line = "off: tokens per micro-batch and checkpointing as set"
+    else:
+        keep = "; keeps gradient_checkpointing" if t.auto_fit == "tokens" else " and checkpointing"
+        line = (f"{t.auto_fit}: on a CUDA GPU the engine measures tokens per micro-batch{keep} at start "
+                "(tokens per step kept); on CPU the config is used as set")
+    try:
+        runs = sorted((p for p in Path(runs_dir).iterdir() if (p / "auto_fit.json").is_file()), reverse=True)
+    except OSError:
+        runs = []
+    for run in runs[:50]:
+        try:
+            import yaml
+
+            rc = yaml.safe_load((run / "config.yaml").read_text()) or {}
+            if (rc.get("model") or {}).get("name_or_path") != cfg.model.name_or_path or \
+                    (rc.get("data") or {}).get("path") != cfg.data.path:
+                continue
+            c = json.loads((run / "auto_fit.json").read_text())
+        except (OSError, ValueError, AttributeError):
+            continue
+        gc = "on" if c.get("gradient_checkpointing") else "off"
+        return (line + f"\nlast choice ({run.name}): {c.get('tokens_per_micro_batch')} tokens/micro-batch, "
+                f"checkpointing {gc}, grad_accum {c.get('grad_accum')}")
+    return line

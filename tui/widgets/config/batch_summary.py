@@ -8,7 +8,7 @@ from tui.services.config_estimate import StepsInfo
 
 
 class BatchSummary(Static):
-    def show(self, mbs: int, ga: int, info: StepsInfo) -> None:
+    def show(self, mbs: int, ga: int, info: StepsInfo, auto_fit: str = "") -> None:
         t = Text()
         t.append("effective batch ", style="bold")
         t.append(f"{info.effective_batch}", style="bold cyan")
@@ -21,5 +21,8 @@ class BatchSummary(Static):
             t.append(("≈ " if info.approximate else "") + f"{info.steps}", style="bold cyan")
             rows = f"{info.train_rows} train rows; " if info.train_rows is not None else ""
             t.append(f" ({rows}{info.how}" + ("; approximate" if info.approximate else "") + ")", style="dim")
+        if auto_fit:
+            t.append("\nauto-fit ", style="bold")
+            t.append(auto_fit, style="dim")
         self.update(t)
         self.effective_batch, self.steps = info.effective_batch, info.steps
