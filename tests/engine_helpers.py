@@ -12,6 +12,8 @@ from engine import events as ev
 from engine import rundir
 
 ROOT = Path(__file__).resolve().parents[1]
+# The project's shared material (real datasets and configs) lies beside the checkout.
+SHARED = next((p for p in (ROOT.parent / "shared", Path("/work/shared")) if p.is_dir()), ROOT.parent / "shared")
 
 
 def small_demo_config(**train) -> C.RunConfig:

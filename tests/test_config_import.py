@@ -17,7 +17,9 @@ from engine.config_import import import_config
 from engine.importers.mapper import flash_attn_installed, leaf_paths
 from tui.main import main
 
-AXOLOTL = sorted(Path("/work/shared/configs/axolotl").glob("*.yml"))
+from engine_helpers import SHARED
+
+AXOLOTL = sorted((SHARED / "configs" / "axolotl").glob("*.yml"))
 OLD_FIXTURES = Path(__file__).parent / "fixtures" / "llamafactory"
 CONFIGS = Path(__file__).parent / "fixtures" / "configs"
 DATA = CONFIGS / "data"
@@ -72,7 +74,7 @@ def test_every_real_axolotl_config_imports(path):
 
 
 def test_axolotl_qlora_values():
-    r = import_config(Path("/work/shared/configs/axolotl/llama-3-qlora-1b.yml"))
+    r = import_config((SHARED / "configs" / "axolotl" / "llama-3-qlora-1b.yml"))
     c = r.config
     assert (c.model.name_or_path, c.method, c.quant.bits) == ("NousResearch/Llama-3.2-1B", "qlora", 4)
     assert (c.lora.r, c.lora.alpha, c.lora.dropout) == (32, 16.0, 0.05)
@@ -87,7 +89,7 @@ def test_axolotl_qlora_values():
 
 
 def test_axolotl_lora_on_8bit_base_with_named_template():
-    r = import_config(Path("/work/shared/configs/axolotl/llama-3-instruct-lora-8b.yml"))
+    r = import_config((SHARED / "configs" / "axolotl" / "llama-3-instruct-lora-8b.yml"))
     assert (r.config.method, r.config.quant.bits) == ("qlora", 8)
     assert "8-bit" in r.notes["adapter"]
     assert r.config.lora.target_modules == "all-linear"
@@ -96,7 +98,7 @@ def test_axolotl_lora_on_8bit_base_with_named_template():
 
 
 def test_axolotl_target_linear_wins_over_module_list():
-    r = import_config(Path("/work/shared/configs/axolotl/mistral-qlora.yml"))
+    r = import_config((SHARED / "configs" / "axolotl" / "mistral-qlora.yml"))
     assert r.config.lora.target_modules == "all-linear"
     assert "lora_target_linear" in dict(r.ignored)["lora_target_modules"]
 

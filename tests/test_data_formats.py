@@ -11,9 +11,11 @@ from engine.data.normalize import normalize_kto, normalize_preference, normalize
 from engine.data.sources import read, specs
 from tui.main import main
 
+from engine_helpers import SHARED as SHARED_ROOT
+
 F = Path(__file__).parent / "fixtures" / "formats"
 LF = F / "llamafactory" / "dataset_info.json"
-SHARED = Path("/work/shared/datasets")  # the real LLaMA-Factory demo files, read in place where present
+SHARED = SHARED_ROOT / "datasets"  # the real LLaMA-Factory demo files, read in place where present
 real_files = pytest.mark.skipif(not SHARED.is_dir(), reason="the shared real datasets are not on this machine")
 Q0 = "Which planet is known as the red planet?"
 A0 = "Mars is called the red planet because of the iron oxide on its surface."
