@@ -25,6 +25,16 @@ COMPACT_BELOW = (120, 36)   # width, height: under either, the compact layout
 ROOMY_FROM = (160, 45)
 
 
+SCREEN_MODULES = ("tui.screens.data_workbench", "tui.screens.config", "tui.screens.train", "tui.screens.runs")
+
+
+def _preload_screens() -> None:
+    from importlib import import_module
+
+    for module in SCREEN_MODULES:
+        import_module(module)
+
+
 def _lazy_screen(module: str, name: str):
     """A MODES entry that imports its screen on first use, so start-up loads only the first one."""
     def make():
@@ -80,6 +90,10 @@ class FtwbApp(App[int]):
         if self.target.run_dir is not None:
             self.open_run(self.target.run_dir)
         self.switch_mode(self.target.mode)
+        # The other screens' modules import in a thread once the first frame is up, so the
+        # first switch to each is quick and start-up pays for none of them.
+        self.call_after_refresh(lambda: self.run_worker(_preload_screens, thread=True, exit_on_error=False,
+                                                        group="preload"))
 
     def on_resize(self, event) -> None:
         self._apply_size_classes(event.size.width, event.size.height)
