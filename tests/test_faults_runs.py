@@ -20,10 +20,12 @@ def _run_dir(root, name="20260101-000000-x"):
     return d
 
 
-# `ftwb runs` in a process of its own that reports its own peak RSS on stderr's last line
-# (RUSAGE_CHILDREN of the test process would also count every engine an earlier test ran).
-_RUNS = ("import resource, sys; from tui.main import main; rc = main(sys.argv[1:]); sys.stdout.flush(); "
-         "print('MAXRSS_KIB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); sys.exit(rc)")
+# `ftwb runs` in a process of its own that reports its own peak RSS (VmHWM, which starts
+# afresh at exec) on stderr. getrusage's maxrss would also count the forked test process
+# and every engine an earlier test ran.
+_RUNS = ("import re, sys; from tui.main import main; rc = main(sys.argv[1:]); sys.stdout.flush(); "
+         "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1); "
+         "print('MAXRSS_KIB', hwm, file=sys.stderr); sys.exit(rc)")
 
 
 def _runs_json(root) -> subprocess.CompletedProcess:
