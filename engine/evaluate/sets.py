@@ -86,8 +86,6 @@ def parse_sets(value: Any) -> list[EvalSet]:
         scorer = item.get("scorer", DEFAULT_SCORER.get(name, "auto"))
         if scorer not in SCORERS:
             raise _err(f"{where}.scorer: {scorer!r} is not allowed; expected one of {', '.join(SCORERS)}")
-        if name == "test" and path is None and scorer in ("loss",):
-            pass
         pattern = item.get("pattern")
         if pattern is not None:
             import re
