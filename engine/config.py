@@ -134,6 +134,9 @@ class TrainConfig:
                 "mlflow (RUN_DIR/mlruns unless MLFLOW_TRACKING_URI); each needs its pip extra.")
     objective: Literal["sft", "dpo", "orpo", "kto"] = _f(
         "sft", "sft (next-token loss); dpo or orpo on chosen/rejected pairs; kto on rows labelled good/bad.")
+    devices: Union[int, Literal["all"], list[int]] = _f(
+        1, "Devices to train on: a count, 'all' (every GPU), or GPU indices such as [0, 2]; more than one "
+           "runs one process per device through torchrun (without GPUs: that many CPU processes, gloo).")
 
 
 @dataclass
@@ -351,9 +354,33 @@ def _cross_checks(cfg: RunConfig) -> None:
         raise ConfigError(f"train.tokens_per_micro_batch: {tpm} is below data.max_seq_len "
                           f"({cfg.data.max_seq_len}), so the longest example would not fit a micro-batch; "
                           "raise it, or set 0 to use micro_batch_size x max_seq_len")
+    _check_devices(cfg)
     from engine.evaluate.sets import check_eval_config  # plain Python, no heavy imports
 
     check_eval_config(cfg)
+
+
+def device_count(devices: Any) -> int | None:
+    """Processes train.devices asks for; None for 'all' (known only on the machine that runs it)."""
+    if devices == "all":
+        return None
+    return len(devices) if isinstance(devices, list) else int(devices)
+
+
+def _check_devices(cfg: RunConfig) -> None:
+    dv = cfg.train.devices
+    if isinstance(dv, int) and dv < 1:
+        raise ConfigError(f"train.devices: {dv!r} is out of range; give a count of at least 1, 'all', "
+                          "or a list of GPU indices such as [0, 1]")
+    if isinstance(dv, list):
+        if any(i < 0 for i in dv) or len(set(dv)) != len(dv):
+            raise ConfigError(f"train.devices: {dv!r} is not allowed; GPU indices are distinct numbers from 0 "
+                              "up (as nvidia-smi lists them), such as [0, 1]")
+    n = device_count(dv)
+    if cfg.train.objective != "sft" and (n is None or n > 1):
+        raise ConfigError(f"train.devices: {dv!r} with train.objective: {cfg.train.objective} is not supported; "
+                          "preference objectives train on one device: set train.devices: 1, or use "
+                          "train.objective: sft on several")
 
 
 def from_dict(data: Any) -> RunConfig:
@@ -455,7 +482,7 @@ def field_help() -> dict[str, dict[str, Any]]:
 RESUMABLE = ("train.epochs", "train.max_steps", "train.learning_rate", "train.scheduler", "train.warmup_ratio",
              "train.warmup_steps", "train.weight_decay", "train.max_grad_norm", "train.eval_every",
              "train.save_every", "train.keep_checkpoints", "train.early_stopping_patience", "train.log_every",
-             "train.gradient_checkpointing", "train.report_to", "eval.", "output.")
+             "train.gradient_checkpointing", "train.report_to", "train.devices", "eval.", "output.")
 
 
 def resume_changes(old: RunConfig, new: RunConfig) -> tuple[list[tuple[str, Any, Any]], list[tuple[str, Any, Any]]]:
