@@ -1,0 +1,601 @@
+"""Read any dataset source a batch at a time, with bounded memory, and read pages of
+columnar sources (Parquet, saved datasets) without loading them.
+
+`iter_batches` yields the same rows and the same row problems as engine.data.load.load_rows,
+a batch of records at a time: JSONL and CSV/TSV are read in binary chunks, Parquet by
+record batches, saved datasets through their memory-mapped Arrow files, text corpora a
+file at a time. JSON arrays and hub datasets are read whole (a JSON array is one value:
+the element walk in load needs the whole text, and such files are rarely large).
+
+Plain Python; numpy and pyarrow are imported inside the functions that need them.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+from engine.data import load as L
+from engine.data.errors import DataError
+
+BATCH_ROWS = 20_000
+CHUNK = 8 << 20            # bytes read per step from line-based files
+
+
+@dataclass
+class Batch:
+    start: int                          # source index of rows[0] (unreadable records counted)
+    rows: list[dict | None]             # None: the record could not be read (see errors)
+    lines: list[int | None]             # 1-based source line per row, where the source has lines
+    errors: list[tuple[int, int | None, str]] = field(default_factory=list)  # (row, line, message)
+    total: int | None = None            # rows in the source, when known up front
+    done_bytes: int = 0
+    total_bytes: int = 0
+
+
+def iter_batches(path: str | Path, *, batch_rows: int = BATCH_ROWS, start: int = 0,
+                 cancelled: Callable[[], bool] = lambda: False,
+                 text_documents: str = "file") -> Iterator[Batch]:
+    """Batches of the source's records in order, from record `start` on. Concatenated, the
+    non-None rows are load_rows(path).rows and the errors are its problems. Raises DataError
+    for a source that cannot be used at all (possibly after some batches, where the fault is
+    found mid-file). Stops quietly once `cancelled()` is true."""
+    batch_rows = max(1, int(batch_rows))
+    kind, p = source_kind(path)
+    if kind == "jsonl":
+        gen = _jsonl_records(p)
+    elif kind == "csv":
+        gen = _csv_records(p, "\t" if p.suffix.lower() == ".tsv" else ",")
+    elif kind == "parquet":
+        yield from _columnar_batches(ParquetPages(p), batch_rows, start, cancelled)
+        return
+    elif kind == "hf_saved":
+        yield from _columnar_batches(ArrowPages(p), batch_rows, start, cancelled)
+        return
+    elif kind == "text_dir":
+        gen = _text_dir_records(p, text_documents)
+    else:  # json, text, hub: one value each, read whole
+        gen = _whole_records(p if p is not None else path, text_documents)
+    yield from _batched(gen, batch_rows, start, cancelled)
+
+
+def source_kind(path: str | Path) -> tuple[str, Path | None]:
+    """('jsonl' | 'json' | 'csv' | 'parquet' | 'text' | 'text_dir' | 'hf_saved' | 'hub', path),
+    decided as load_rows decides; DataError for a missing or unusable source."""
+    p = L.resolve_path(path)
+    if not p.exists():
+        if L._HUB_ID.match(str(path)) and Path(str(path)).suffix.lower() not in L._EXT_KIND:
+            return "hub", None
+        raise DataError(f"{p}: file not found; check the path (or give a hub id like owner/name)")
+    p = p.resolve()
+    if p.is_dir():
+        if L._has_text_files(p) and not L._is_saved_dataset(p):
+            return "text_dir", p
+        if not L._is_saved_dataset(p) and _parquet_shards(p):
+            return "parquet", p
+        return "hf_saved", p
+    head = _head(p)
+    kind = L._EXT_KIND.get(p.suffix.lower()) or L._sniff_kind(p, head)
+    if kind == "parquet":
+        return kind, p
+    L._check_bytes(p, head) if p.stat().st_size <= len(head) else _check_head(p, head)
+    if kind == "jsonl" and head.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")[:1] == b"[":
+        return "json", p  # one array under a .jsonl name: load reads it as JSON, and says so
+    return kind, p
+
+
+def _head(p: Path, n: int = 1 << 16) -> bytes:
+    try:
+        with open(p, "rb") as fh:
+            return fh.read(n)
+    except OSError as e:
+        raise DataError(f"{p}: cannot read the file ({e.strerror}); check its permissions") from None
+
+
+def _check_head(p: Path, head: bytes) -> None:
+    """load's whole-file checks, from the first bytes of a big file (it is not empty)."""
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise DataError(f"{p}: file is UTF-16 encoded; {L._FIX_UTF8}")
+    if b"\0" in head.removeprefix(b"\xef\xbb\xbf")[:8192]:
+        raise DataError(f"{p}: looks like a binary file, not text; use JSONL, JSON, CSV or Parquet")
+
+
+def _parquet_shards(p: Path) -> list[Path]:
+    return sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in (".parquet", ".pq"))
+
+
+# ---------------------------------------------------------------- batching of record streams
+
+# A record stream yields (row | None, line | None, message | None, done_bytes, total_bytes).
+
+def _batched(gen, batch_rows: int, start: int, cancelled, total: int | None = None) -> Iterator[Batch]:
+    rows, lines, errors = [], [], []
+    first = start
+    record = 0
+    done = size = 0
+    for row, line, msg, done, size in gen:
+        if record < start:
+            record += 1
+            continue
+        if not rows and cancelled():
+            return
+        rows.append(row)
+        lines.append(line)
+        if msg is not None:
+            errors.append((record, line, msg))
+        record += 1
+        if len(rows) >= batch_rows:
+            yield Batch(first, rows, lines, errors, total, done, size)
+            first, rows, lines, errors = record, [], [], []
+    if rows and not cancelled():
+        yield Batch(first, rows, lines, errors, total, done, size)
+
+
+def _whole_records(path, text_documents: str):
+    """JSON arrays, single text files and hub datasets: load_rows, then its rows and problems
+    merged back into record order (a problem's row is the record it replaced)."""
+    res = L.load_rows(path, text_documents=text_documents)
+    probs = sorted(res.problems, key=lambda pr: pr.row)
+    k = j = 0
+    out = 0
+    while k < len(res.rows) or j < len(probs):
+        if j < len(probs) and (probs[j].row <= out or k >= len(res.rows)):
+            yield None, probs[j].line, probs[j].message, 0, 0
+            j += 1
+        else:
+            yield res.rows[k], res.lines[k] if k < len(res.lines) else None, None, 0, 0
+            k += 1
+        out += 1
+
+
+def _text_dir_records(p: Path, documents: str):
+    files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in L.TEXT_SUFFIXES)
+    total = sum(f.stat().st_size for f in files)
+    done = 0
+    for f in files:
+        one = L.LoadResult([], [], [], str(p), "text_dir")
+        try:
+            raw = f.read_bytes().removeprefix(b"\xef\xbb\xbf")
+            text = raw.decode("utf-8")
+        except OSError as e:
+            yield None, None, f"{f.relative_to(p)}: cannot read ({e.strerror})", done, total
+            continue
+        except UnicodeDecodeError as e:
+            yield None, None, (f"{f.relative_to(p)}: not valid UTF-8 at byte {e.start} "
+                               f"({L._guess_encoding(raw)}); {L._FIX_UTF8}"), done, total
+            continue
+        done += len(raw)
+        L._text_rows(one, text, documents)
+        for r in one.rows:
+            yield r, None, None, done, total
+
+
+# ---------------------------------------------------------------- JSONL
+
+def parse_jsonl_line(bline: bytes, lineno: int) -> tuple[dict | None, str | None]:
+    """One non-blank JSONL line as load reads it: (row, None) or (None, problem message)."""
+    try:
+        s = bline.decode("utf-8").strip()
+    except UnicodeDecodeError as e:
+        return None, (f"line {lineno}: not valid UTF-8 (byte 0x{bline[e.start]:02x} at col {e.start + 1}; "
+                      f"{L._guess_encoding(bline)}); {L._FIX_UTF8}")
+    try:
+        obj, end = _DECODER.raw_decode(s)
+        if s[end:].strip():
+            raise json.JSONDecodeError("Extra data after the object", s, end)
+        deep = L._too_deep(s, obj)
+    except json.JSONDecodeError as e:
+        return None, f"line {lineno}: not valid JSON ({e.msg}, col {e.colno})"
+    except RecursionError:
+        deep = L._DEEP
+    if deep:
+        return None, f"line {lineno}: {deep}"
+    if not isinstance(obj, dict):
+        return None, f"line {lineno}: expected a JSON object, got {L._json_type(obj)}"
+    return obj, None
+
+
+_DECODER = json.JSONDecoder()
+
+
+def _split_lines(p: Path):
+    """(1-based line number, line bytes without its break, bytes done, total) for every line,
+    split as bytes.splitlines splits (\\n, \\r\\n, \\r), reading the file in chunks."""
+    total = p.stat().st_size
+    lineno = 1
+    tail = b""
+    done = 0
+    with open(p, "rb") as fh:
+        first = True
+        while True:
+            buf = fh.read(CHUNK)
+            eof = not buf
+            if first:
+                buf = buf.removeprefix(b"\xef\xbb\xbf")
+                first = False
+            done += len(buf)
+            buf = tail + buf
+            if eof:
+                body, tail = buf, b""
+            else:
+                cut = buf.rfind(b"\n")
+                if cut < 0:  # no \n at all (old Mac endings): cut at a \r that is surely whole
+                    cut = buf.rfind(b"\r", 0, len(buf) - 1)
+                if cut < 0:
+                    tail = buf
+                    continue
+                body, tail = buf[:cut + 1], buf[cut + 1:]
+            for line in body.splitlines():
+                yield lineno, line, done, total
+                lineno += 1
+            if eof:
+                return
+
+
+def _jsonl_records(p: Path):
+    seen = False
+    for lineno, bline, done, total in _split_lines(p):
+        if not bline.strip():
+            continue
+        seen = True
+        row, msg = parse_jsonl_line(bline, lineno)
+        yield row, lineno, msg, done, total
+    if not seen:
+        raise DataError(f"{p}: file is empty; point data.path at a file with rows")
+
+
+# ---------------------------------------------------------------- CSV / TSV
+
+def _text_lines(p: Path):
+    """(first line number, text line with its break, byte offset, bytes done, total) split
+    as io.StringIO(newline='') splits (\\n, \\r\\n, \\r), decoding as UTF-8 strictly."""
+    total = p.stat().st_size
+    lineno = 1
+    with open(p, "rb") as fh:
+        off = 0
+        for bl in fh:
+            if off == 0 and bl.startswith(b"\xef\xbb\xbf"):
+                bl, off = bl[3:], 3
+            core = bl[:-2] if bl.endswith(b"\r\n") else bl[:-1]
+            parts = _split_cr(bl) if b"\r" in core else [bl]
+            for part in parts:
+                try:
+                    s = part.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise DataError(f"{p}: not valid UTF-8 at line {lineno}, col {e.start + 1} (byte "
+                                    f"0x{part[e.start]:02x}; {L._guess_encoding(part)}); {L._FIX_UTF8}") from None
+                yield lineno, s, off, off + len(part), total
+                off += len(part)
+                lineno += 1
+
+
+def _split_cr(bl: bytes) -> list[bytes]:
+    out, i = [], 0
+    while i < len(bl):
+        j = bl.find(b"\r", i)
+        k = bl.find(b"\n", i)
+        ends = [x for x in (j, k) if x >= 0]
+        if not ends:
+            out.append(bl[i:])
+            break
+        e = min(ends)
+        e += 2 if bl[e:e + 2] == b"\r\n" else 1
+        out.append(bl[i:e])
+        i = e
+    return out
+
+
+class _LineFeed:
+    """Feeds csv.reader text lines while remembering where the current record began."""
+
+    def __init__(self, lines):
+        self._it = iter(lines)
+        self.lineno = self.offset = self.end = self.done = self.total = 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> str:
+        self.lineno, s, self.offset, self.end, self.total = next(self._it)
+        self.done = self.end
+        return s
+
+
+def csv_records(p: Path, delimiter: str, lines=None):
+    """(values, first line, start byte, end byte, feed) per CSV record after the header, with
+    csv-module semantics (quoted fields may hold newlines); the header is `header_of` first."""
+    csv.field_size_limit(1 << 30)
+    feed = _LineFeed(lines if lines is not None else _text_lines(p))
+    reader = csv.reader(feed, delimiter=delimiter)
+    try:
+        header = next(reader, None)
+        if not header or not any(h.strip() for h in header):
+            raise DataError(f"{p}: CSV has no header row; put column names on the first line")
+        yield [h.strip() for h in header], 1, 0, feed.end, feed
+        while True:
+            # a record begins on the line after the previous record's last line
+            prev_line, prev_end = feed.lineno, feed.end
+            values = next(reader, None)
+            if values is None:
+                return
+            yield values, prev_line + 1, prev_end, feed.end, feed
+    except csv.Error as e:
+        raise DataError(f"{p}: not valid CSV near line {reader.line_num} ({e}); fix the quoting") from None
+
+
+def csv_row(header: list[str], values: list[str], lineno: int) -> tuple[dict | None, str | None]:
+    """A CSV record as load reads it; (None, None) for a blank record (skipped, not counted)."""
+    if not values or all(not v.strip() for v in values):
+        return None, None
+    if len(values) != len(header):
+        what = "more" if len(values) > len(header) else "fewer"
+        return None, (f"line {lineno}: {len(values)} fields, {what} than the {len(header)} columns of the "
+                      "header; quote fields that contain the delimiter")
+    return dict(zip(header, values)), None
+
+
+def _csv_records(p: Path, delimiter: str):
+    recs = csv_records(p, delimiter)
+    header = next(recs)[0]
+    for values, lineno, _, _, feed in recs:
+        row, msg = csv_row(header, values, lineno)
+        if row is None and msg is None:
+            continue
+        yield row, lineno, msg, feed.done, feed.total
+
+
+# ---------------------------------------------------------------- columnar sources, paged
+
+class _Pages:
+    """Random access to a columnar source: row counts per piece known up front, pieces decoded
+    to Arrow on demand and kept in a small LRU cache, rows turned into dicts only when asked."""
+
+    CACHE = 4
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._cache: OrderedDict[int, object] = OrderedDict()
+        self.notes: list[str] = []
+        self.bounds: list[int] = [0]  # cumulative row count at the start of each piece
+
+    def __len__(self) -> int:
+        return self.bounds[-1]
+
+    @property
+    def total_bytes(self) -> int:
+        return 0
+
+    def _read_piece(self, k: int):
+        raise NotImplementedError
+
+    def piece(self, k: int):
+        with self._lock:
+            if k in self._cache:
+                self._cache.move_to_end(k)
+                return self._cache[k]
+        t = self._read_piece(k)
+        with self._lock:
+            self._cache[k] = t
+            while len(self._cache) > self.CACHE:
+                self._cache.popitem(last=False)
+        return t
+
+    def table(self, a: int, b: int):
+        """Rows a..b (end excluded) as one Arrow table, reading only the pieces covering them."""
+        import bisect
+
+        import pyarrow as pa
+
+        a, b = max(0, a), min(b, len(self))
+        parts = []
+        k = bisect.bisect_right(self.bounds, a) - 1
+        while a < b and k < len(self.bounds) - 1:
+            lo, hi = self.bounds[k], self.bounds[k + 1]
+            if hi > a:
+                t = self.piece(k)
+                parts.append(t.slice(a - lo, min(b, hi) - a))
+                a = min(b, hi)
+            k += 1
+        if not parts:
+            return None
+        if len(parts) == 1:
+            return parts[0]
+        try:
+            return pa.concat_tables(parts, promote_options="default")
+        except (TypeError, pa.ArrowInvalid):
+            return pa.concat_tables(parts)
+
+    def rows(self, a: int, b: int) -> list[dict]:
+        t = self.table(a, b)
+        return [] if t is None else self._to_rows(t)
+
+    def _to_rows(self, t) -> list[dict]:
+        return t.to_pylist()
+
+    def byte_lengths(self, cancelled: Callable[[], bool] = lambda: False, step: int = 50_000):
+        """int64 numpy array: bytes of each row's text (strings and binaries, nested ones too;
+        8 for a number), by a column scan a piece at a time. None if cancelled."""
+        import numpy as np
+
+        out = np.zeros(len(self), np.int64)
+        for a in range(0, len(self), step):
+            if cancelled():
+                return None
+            t = self.table(a, min(len(self), a + step))
+            if t is None:
+                break
+            for col in t.columns:
+                out[a:a + len(t)] += _arrow_lengths(col.combine_chunks() if hasattr(col, "combine_chunks") else col)
+        return out
+
+
+def _arrow_lengths(arr):
+    """Per-row byte size of an Arrow array's values, nested types summed into their rows."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = len(arr)
+    ty = arr.type
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if pa.types.is_string(ty) or pa.types.is_large_string(ty) or pa.types.is_binary(ty) \
+            or pa.types.is_large_binary(ty):
+        return pc.fill_null(pc.binary_length(arr), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    if pa.types.is_struct(ty):
+        out = np.zeros(n, np.int64)
+        for i in range(ty.num_fields):
+            out += _arrow_lengths(arr.field(i))
+        return out
+    if pa.types.is_list(ty) or pa.types.is_large_list(ty):
+        flat = arr.flatten()
+        parents = pc.list_parent_indices(arr).to_numpy(zero_copy_only=False)
+        inner = _arrow_lengths(flat) if len(flat) else np.zeros(0, np.int64)
+        return np.bincount(parents, weights=inner, minlength=n).astype(np.int64)
+    if pa.types.is_null(ty):
+        return np.zeros(n, np.int64)
+    return np.full(n, 8, np.int64)
+
+
+class ParquetPages(_Pages):
+    """A Parquet file, or a directory of Parquet shards, read by row group."""
+
+    def __init__(self, path: str | Path):
+        super().__init__()
+        import pyarrow.parquet as pq
+
+        self.path = Path(path)
+        files = _parquet_shards(self.path) if self.path.is_dir() else [self.path]
+        self._files, self._groups = [], []  # open ParquetFile per shard; (file no, group no) per piece
+        self._bytes = 0
+        for f in files:
+            if f.stat().st_size == 0:
+                raise DataError(f"{f}: file is empty; point data.path at a file with rows")
+            try:
+                pf = pq.ParquetFile(f, memory_map=True)
+            except Exception as e:  # pyarrow raises several types for corrupt files
+                raise DataError(f"{f}: not a readable Parquet file ({e}); re-export it or use JSONL") from None
+            self._bytes += f.stat().st_size
+            fno = len(self._files)
+            self._files.append(pf)
+            md = pf.metadata
+            for g in range(md.num_row_groups):
+                self._groups.append((fno, g))
+                self.bounds.append(self.bounds[-1] + md.row_group(g).num_rows)
+        if len(files) > 1:
+            self.notes.append(f"{len(files)} Parquet shards")
+
+    @property
+    def total_bytes(self) -> int:
+        return self._bytes
+
+    def _read_piece(self, k: int):
+        fno, g = self._groups[k]
+        try:
+            return self._files[fno].read_row_group(g)
+        except Exception as e:
+            raise DataError(f"{self.path}: not a readable Parquet file ({e}); re-export it or use JSONL") from None
+
+
+class ArrowPages(_Pages):
+    """A dataset saved with save_to_disk: its Arrow stream files memory-mapped and sliced.
+    A DatasetDict gives its 'train' split (else the first), as load does."""
+
+    def __init__(self, path: str | Path):
+        super().__init__()
+        self.path = Path(path)
+        if not L._is_saved_dataset(self.path):
+            raise DataError(f"{self.path}: directory is not a dataset saved with save_to_disk (no "
+                            f"{' / '.join(L._SAVED_MARKERS)}) and holds no .txt/.md files; "
+                            "point data.path at a data file instead")
+        d = self.path
+        if (d / "dataset_dict.json").exists():
+            try:
+                splits = json.loads((d / "dataset_dict.json").read_text())["splits"]
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                raise DataError(f"{d}: cannot open the saved dataset ({e}); re-save it with save_to_disk") from None
+            if not splits:
+                raise DataError(f"{d}: the saved DatasetDict has no splits; save a dataset with rows")
+            split = "train" if "train" in splits else splits[0]
+            self.notes.append(f"split '{split}' of {', '.join(splits)}")
+            d = d / split
+        self._dir = d
+        self._tables = []  # memory-mapped Arrow tables, one per data file
+        self._features = None
+        self._decode = False
+        self._indices = None
+        try:
+            self._open(d)
+        except DataError:
+            raise
+        except Exception as e:
+            raise DataError(f"{self.path}: cannot open the saved dataset ({e}); re-save it with save_to_disk") from None
+
+    def _open(self, d: Path) -> None:
+        import pyarrow as pa
+
+        state = json.loads((d / "state.json").read_text())
+        if state.get("_indices_data_files") or (d / "indices.arrow").exists():
+            self._indices = True  # a selection mapping: let datasets resolve it
+        for f in state.get("_data_files", []):
+            src = pa.memory_map(str(d / f["filename"]))
+            try:
+                t = pa.ipc.open_stream(src).read_all()
+            except pa.ArrowInvalid:
+                t = pa.ipc.open_file(src).read_all()
+            self._tables.append(t)
+            self.bounds.append(self.bounds[-1] + t.num_rows)
+        info = d / "dataset_info.json"
+        if info.exists():
+            try:
+                import datasets
+
+                from datasets.features.features import require_decoding
+
+                self._features = datasets.Features.from_dict(json.loads(info.read_text()).get("features") or {})
+                self._decode = any(require_decoding(f) for f in self._features.values())
+            except Exception:
+                self._features, self._decode = None, False
+        if self._indices:
+            import datasets
+
+            self._ds = datasets.load_from_disk(str(d))
+            self._tables = []
+            self.bounds = [0, len(self._ds)]
+
+    def _read_piece(self, k: int):
+        if self._indices:
+            return self._ds.with_format("arrow")[:]
+        return self._tables[k]  # memory-mapped: slicing copies nothing
+
+    def _to_rows(self, t) -> list[dict]:
+        if self._decode:  # images, audio: datasets' own formatting, as load_from_disk gives them
+            import datasets
+
+            return datasets.Dataset(t, info=datasets.DatasetInfo(features=self._features)).to_list()
+        return t.to_pylist()
+
+
+def _columnar_batches(pages: _Pages, batch_rows: int, start: int, cancelled) -> Iterator[Batch]:
+    n = len(pages)
+    for a in range(max(0, start), n, batch_rows):
+        if cancelled():
+            return
+        b = min(n, a + batch_rows)
+        rows = pages.rows(a, b)
+        yield Batch(a, rows, [None] * len(rows), [], n, int(pages.total_bytes * b / max(1, n)), pages.total_bytes)
+
+
+def open_pages(path: str | Path) -> _Pages:
+    """ParquetPages or ArrowPages for a columnar source; DataError otherwise."""
+    kind, p = source_kind(path)
+    if kind == "parquet":
+        return ParquetPages(p)
+    if kind == "hf_saved":
+        return ArrowPages(p)
+    raise DataError(f"{path}: not a Parquet file or saved dataset")
