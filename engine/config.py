@@ -119,6 +119,9 @@ class TrainConfig:
     loss_kernel: Literal["chunked", "liger"] = _f(
         "chunked", "lm_head + cross-entropy: chunked (default) or Liger's fused kernel (CUDA, pip liger-kernel).")
     max_grad_norm: float = _f(1.0, "Gradient clipping norm; 0 disables clipping.", min=0.0)
+    strategy: Literal["auto", "ddp", "fsdp2"] = _f(
+        "auto", "Several processes: auto = DDP for LoRA/QLoRA that fits one GPU, FSDP2 (sharded weights, "
+                "gradients and optimizer) for full fine-tuning or a model that does not fit; ddp or fsdp2 forces one.")
     seed: int = _f(42, "Seed for initialisation and data order.", min=0, max=2**32 - 1)
     eval_every: int = _f(50, "Evaluate on the validation split every N steps; 0 = only at the end.", min=0)
     save_every: int = _f(100, "Checkpoint every N steps; 0 = only at the end.", min=0)
@@ -335,6 +338,9 @@ def _cross_checks(cfg: RunConfig) -> None:
     if cfg.data.val_split + cfg.data.test_split >= 0.9:
         raise ConfigError(f"data.val_split + data.test_split: {cfg.data.val_split + cfg.data.test_split:g} "
                           "leaves almost nothing to train on; keep the sum below 0.9")
+    if cfg.method == "qlora" and cfg.train.strategy == "fsdp2":
+        raise ConfigError("train.strategy: 'fsdp2' cannot shard a QLoRA model (its 4-bit bitsandbytes weights are "
+                          "not sharded by FSDP2 here); use train.strategy: auto or ddp, or method: lora with fsdp2")
     if cfg.method == "qlora" and cfg.quant.bits == 8 and cfg.quant.type != "nf4":
         raise ConfigError("quant.type: only applies to 4-bit; set quant.bits: 4 or leave quant.type at nf4")
     ct = cfg.model.chat_template
