@@ -132,7 +132,9 @@ class TrainScreen(Screen):
 
     def _draw(self, s, st) -> None:
         title = self.query_one("#train-title", Static)
-        title.update(Text.assemble(("Train", "bold"), "  ", (s.run_dir.name, "bold"), f"  ({s.run_dir.parent})",
+        procs = st.processes_label
+        title.update(Text.assemble(("Train", "bold"), "  ", (s.run_dir.name, "bold"),
+                                   ("  " + procs, "bold cyan") if procs else "", f"  ({s.run_dir.parent})",
                                    ("  · data ", "dim"), (self._data_label(s), ""),
                                    ("  resumed from step %d" % st.resumed_from, "dim") if st.resumed_from else ""))
         last_tps = st.tokens_per_s.last()
@@ -183,7 +185,10 @@ class TrainScreen(Screen):
         self.set_class(st.preference, "-preference")
         if st.preference:
             self._draw_preference(st, n, c_train, c_val)
-        self.query_one(GpuPane).set_engine_memory(st.memory)
+        pane = self.query_one(GpuPane)
+        pane.set_engine_memory(st.memory)
+        multi = st.world_size > 1 or len(st.rank_memory) > 1
+        pane.set_ranks(st.rank_memory if multi else None, st.ranks_tokens_per_s, last_tps[1] if last_tps else None)
         key = (id(st.base_samples), id(st.samples))
         if key != self._samples_key:
             self._samples_key = key

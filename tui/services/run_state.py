@@ -17,6 +17,7 @@ from tui.services.series import Series
 
 LOG_KEEP = 5000
 SPIKE_GAP = 50
+STRATEGY_NAMES = {"single": "", "ddp": "DDP", "fsdp2": "FSDP2"}
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,12 @@ class RunState:
         self.checkpoints: list[tuple[int, str, bool]] = []
         self.memory: list[dict[str, Any]] = []
         self.devices: list[Any] = []
+        # Several processes (torchrun): from hello, memory's `ranks` and metric's per-rank tokens/s.
+        self.world_size = 1
+        self.strategy = "single"   # single | ddp | fsdp2
+        self.ranks: list[dict[str, Any]] = []          # hello: {rank, host, device}
+        self.rank_memory: list[dict[str, Any]] = []    # memory: {rank, host, devices, process_rss}
+        self.ranks_tokens_per_s: list[float] = []
         self.pid: int | None = None
         self.resumed_from: int | None = None
         self.data_info: dict[str, Any] = {}
@@ -144,6 +151,9 @@ class RunState:
                 v = as_float(e.get(key))
                 if v is not None:
                     series.append(step, v)
+            per_rank = e.get("ranks_tokens_per_s")
+            if isinstance(per_rank, list):
+                self.ranks_tokens_per_s = [v if v is not None else float("nan") for v in map(as_float, per_rank)]
             if e.get("epoch") is not None:
                 self.epoch = as_float(e.get("epoch"))
             margin, acc = as_float(e.get("reward_margin")), as_float(e.get("reward_accuracy"))
@@ -187,14 +197,24 @@ class RunState:
             self.status = "running"
             self.pid = int(as_float(e.get("pid")) or 0) or None
             self.devices = list(e.get("devices") or [])
+            self.world_size = max(1, int(as_float(e.get("world_size")) or 1))
+            self.strategy = str(e.get("strategy") or ("single" if self.world_size == 1 else "ddp"))
+            self.ranks = [r for r in (e.get("ranks") or []) if isinstance(r, dict)]
+            self.rank_memory, self.ranks_tokens_per_s = [], []  # a resume may change the world size
             self.resumed_from = int(as_float(e.get("resumed_from_step")) or 0) or None
             self._alerted_at.clear()
             self.summary = {}
             what = f"resumed from step {self.resumed_from}" if self.resumed_from else "started"
             devs = ", ".join(str(d.get("name", d) if isinstance(d, dict) else d) for d in self.devices) or "?"
+            if self.world_size > 1:
+                devs = f"{self.processes_label}: " + (", ".join(
+                    f"rank {r.get('rank', '?')} {r.get('host', '?')} {r.get('device', '?')}" for r in self.ranks) or devs)
             self._log_entry(el, "hello", "information", f"engine {what} (pid {self.pid}) on {devs}")
         elif t == "memory":
             self.memory = [d for d in (e.get("devices") or []) if isinstance(d, dict)]
+            ranks = e.get("ranks")
+            if isinstance(ranks, list):
+                self.rank_memory = [r for r in ranks if isinstance(r, dict)]
         elif t == "checkpoint":
             step = int(as_float(e.get("step")) or 0)
             best = bool(e.get("is_best"))
@@ -263,6 +283,14 @@ class RunState:
     def log_history(self) -> list[LogEntry]:
         with self.lock:
             return list(self._log)
+
+    @property
+    def processes_label(self) -> str:
+        """`2 processes · DDP` for a run on several processes, "" for one."""
+        if self.world_size <= 1:
+            return ""
+        name = STRATEGY_NAMES.get(self.strategy, self.strategy)
+        return f"{self.world_size} processes" + (f" · {name}" if name else "")
 
     @property
     def finished(self) -> bool:

@@ -1,6 +1,9 @@
 """GpuPane: per-GPU memory bar, utilisation, temperature, power and a short history,
 beside the engine's own allocated/reserved/peak numbers. Without a GPU it says so and
-shows the engine process's CPU and RAM instead.
+shows the engine process's CPU and RAM instead. A run on several processes shows its
+ranks instead (tui.widgets.rank_gauges): tokens/s per rank and one gauge per GPU of every
+rank, with the local GPUs' utilisation one line each where there is room. Whatever the
+number of GPUs, the lines fold to the pane's height.
 
 Sampling runs on tui.services.gpu_probe.Sampler's thread and arrives here as messages.
 """
@@ -15,6 +18,7 @@ from textual.widget import Widget
 from tui.services.gpu_probe import ProbeSnapshot, Sampler
 from tui.widgets.braille import sparkline
 from tui.widgets.gauge import bar, human_bytes, na
+from tui.widgets.rank_gauges import gauge_lines, gauges, throughput_line
 
 
 class GpuPane(Widget):
@@ -35,6 +39,7 @@ class GpuPane(Widget):
         self.sample = sample
         self.snapshot: ProbeSnapshot | None = None
         self.engine_memory: list[dict] = []
+        self.ranks: tuple | None = None  # (rank memory, tokens/s per rank, total tokens/s) of a multi-process run
         self._sampler: Sampler | None = None
 
     def on_mount(self) -> None:
@@ -60,6 +65,21 @@ class GpuPane(Widget):
             self.engine_memory = devices
             self.refresh(layout=True)
 
+    def set_ranks(self, rank_memory: list[dict] | None, per_rank_tps: list[float] = (),
+                  total_tps: float | None = None) -> None:
+        """The ranks of a run on several processes; None goes back to the single-process view."""
+        ranks = None if rank_memory is None else (list(rank_memory), list(per_rank_tps), total_tps)
+        if ranks != self.ranks:
+            self.ranks = ranks
+            self.refresh(layout=True)
+
+    def _avail_height(self) -> int | None:
+        """Lines the pane can show inside its parent (None before layout)."""
+        parent = self.parent
+        if parent is None or not getattr(parent, "size", None) or parent.size.height <= 0:
+            return None
+        return max(parent.size.height - self.styles.gutter.height, 1)
+
     def get_content_height(self, container, viewport, width: int) -> int:
         return len(self._lines(width))
 
@@ -73,6 +93,58 @@ class GpuPane(Widget):
 
     def _lines(self, width: int) -> list[Text]:
         width = max(width, 20)
+        if self.ranks is not None:
+            return self._rank_lines(width, self._avail_height())
+        out = self._local_lines(width)
+        height = self._avail_height()
+        snap = self.snapshot
+        if height is not None and len(out) > height and snap is not None and len(snap.gpus) > 1:
+            out = self._folded_gpu_lines(width, height)
+        return out
+
+    def _rank_lines(self, width: int, height: int | None) -> list[Text]:
+        rank_memory, per_rank, total = self.ranks
+        snap = self.snapshot
+        out = [throughput_line(per_rank, total, width)]
+        left = None if height is None else height - 1
+        out += gauge_lines(gauges(rank_memory, snap.proc.ram_total if snap and snap.proc else None),
+                           width, left, self.ascii_mode)
+        room = None if height is None else height - len(out)
+        if snap is not None and snap.gpus and (room is None or room > 0):
+            gpus = snap.gpus if room is None or len(snap.gpus) <= room else []
+            for g in gpus:  # this machine's GPUs as NVML sees them
+                out.append(Text.assemble((f"GPU{g.index} ", "dim"), "util ", na(g.util, unit="%"),
+                                         "  ", na(g.temp, unit="°C" if not self.ascii_mode else "C"),
+                                         "  ", na(g.power, unit=" W"), no_wrap=True, overflow="ellipsis"))
+            if not gpus:
+                utils = [g.util for g in snap.gpus if g.util is not None]
+                spread = f"{min(utils):.0f}-{max(utils):.0f}%" if utils else "N/A"
+                out.append(Text(f"{len(snap.gpus)} local GPUs: util {spread}", style="dim", no_wrap=True,
+                                overflow="ellipsis"))
+        elif snap is not None and snap.proc is not None and snap.proc.pid is not None and (room is None or room > 0):
+            out.append(Text.assemble(("engine pid ", "dim"), f"{snap.proc.pid} ", ("CPU ", "dim"),
+                                     na(snap.proc.cpu, unit="%"), ("  all ranks", "dim"),
+                                     no_wrap=True, overflow="ellipsis"))
+        return out
+
+    def _folded_gpu_lines(self, width: int, height: int) -> list[Text]:
+        """Many local GPUs in a short pane: one line each (memory bar, util, temperature)."""
+        out = []
+        gpus = self.snapshot.gpus
+        shown = gpus if len(gpus) <= height else gpus[:height - 1]
+        for g in shown:
+            frac = g.mem_used / g.mem_total if g.mem_used is not None and g.mem_total else None
+            t = Text(no_wrap=True, overflow="ellipsis")
+            t.append(f"GPU{g.index} ", "bold")
+            num = f" mem {na(frac * 100 if frac is not None else None, unit='%')} util {na(g.util, unit='%')}"
+            t.append(bar(frac, max(width - len(t.plain) - len(num), 4), self.ascii_mode), "green")
+            t.append(num)
+            out.append(t)
+        if len(shown) < len(gpus):
+            out.append(Text(f"+{len(gpus) - len(shown)} more GPUs", style="bold"))
+        return out
+
+    def _local_lines(self, width: int) -> list[Text]:
         snap = self.snapshot
         out: list[Text] = []
         if snap is None:

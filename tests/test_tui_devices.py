@@ -1,0 +1,155 @@
+"""Several processes on the screen: event logs of 2- and 8-rank runs (written here with the
+engine's EventWriter, in the schema the engine emits under torchrun) replayed through the
+real Train screen, and the Config screen's devices field and effective batch."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from engine import config as C
+from engine.events import EventWriter
+from tui.app import FtwbApp
+from tui.services.open_target import resolve
+from tui.widgets.event_log import EventLog
+from tui.widgets.gpu_pane import GpuPane
+from pilot_helpers import wait_for  # noqa: E402
+
+T0 = 1_700_000_000.0
+GIB = 1 << 30
+
+
+def write_run(root: Path, name: str, hosts: list[str], per_host: int, strategy: str = "ddp",
+              steps: int = 20, cpu: bool = False) -> Path:
+    """A finished run on len(hosts) x per_host ranks, one GPU each (or none: cpu)."""
+    gpus_per_host = 0 if cpu else per_host
+    d = root / name
+    d.mkdir(parents=True)
+    cfg = C.RunConfig()
+    cfg.train.max_steps = steps
+    cfg.output.name = name
+    C.save(cfg, d / "config.yaml")
+    (d / "engine.log").write_text("engine starting\n")
+    ranks = []
+    for h, host in enumerate(hosts):
+        for i in range(per_host):
+            ranks.append({"rank": len(ranks), "host": host, "device": f"cuda:{i}" if gpus_per_host else "cpu"})
+    world = len(ranks)
+    w = EventWriter(d / "events.jsonl")
+    t = T0
+    w.emit("hello", ts=t, pid=999999, versions={"torch": "2.x"}, config_hash=cfg.hash(), dataset_hash="abc",
+           devices=[{"name": r["device"]} for r in ranks if r["host"] == hosts[0]], resumed_from_step=0,
+           world_size=world, strategy=strategy, ranks=ranks)
+    w.emit("phase", ts=t + 1, phase="training")
+    for step in range(1, steps + 1):
+        t += 1
+        per_rank = [1000.0 + 10 * r + step for r in range(world)]
+        w.emit("metric", ts=t, step=step, loss=2.0 * math.exp(-step / 10) + 0.5, lr=1e-4, grad_norm=1.0,
+               tokens_per_s=sum(per_rank), ranks_tokens_per_s=per_rank, epoch=step / steps)
+        w.emit("progress", ts=t, step=step, total_steps=steps, epoch=step / steps, tokens_seen=step * 4096,
+               eta_s=steps - step)
+        if step % 5 == 0:
+            rank_mem = []
+            for r in ranks:
+                if gpus_per_host:
+                    idx = int(r["device"].split(":")[1])
+                    devs = [{"index": idx, "allocated": (10 + r["rank"]) * GIB, "reserved": (12 + r["rank"]) * GIB,
+                             "peak": (14 + r["rank"]) * GIB, "total": 80 * GIB}]
+                else:
+                    devs = []
+                rank_mem.append({"rank": r["rank"], "host": r["host"], "devices": devs,
+                                 "process_rss": (1 + r["rank"]) * GIB})
+            w.emit("memory", ts=t, devices=rank_mem[0]["devices"], process_rss=GIB, ranks=rank_mem)
+    w.emit("done", ts=t + 1, status="completed", summary={"steps": steps})
+    w.close()
+    return d
+
+
+async def _open(run: Path, size: tuple[int, int]):
+    app = FtwbApp(resolve(None, attach=str(run)), theme="ftwb-dark", runs_dir=str(run.parent), sample_devices=False)
+    return app
+
+
+async def _settled(app, pilot) -> GpuPane:
+    await wait_for(pilot, lambda: app.session is not None and app.session.state.finished, what="replay done")
+    app.screen.redraw(force=True)
+    await pilot.pause(0.3)
+    return app.screen.query_one(GpuPane)
+
+
+def _pane_lines(pane: GpuPane) -> list[str]:
+    return pane.render().plain.splitlines()
+
+
+async def test_two_gpu_ranks_show_one_gauge_each_and_per_rank_throughput(tmp_path):
+    run = write_run(tmp_path, "ddp2", ["node-a"], 2)
+    app = await _open(run, (120, 40))
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = await _settled(app, pilot)
+        lines = _pane_lines(pane)
+        gauges = [ln for ln in lines if ln.startswith("rank ")]
+        assert [g.split(" ", 6)[:6] for g in gauges] == [["rank", "0", "·", "node-a", "·", "cuda:0"],
+                                                         ["rank", "1", "·", "node-a", "·", "cuda:1"]]
+        # A 38-column pane with lines to spare: each label over its bar, reserved of the GPU's total.
+        first = lines.index(gauges[0])
+        assert lines[first + 1].rstrip().endswith("12.0/80.0 GiB") and "█" in lines[first + 1]
+        assert lines[first + 3].rstrip().endswith("13.0/80.0 GiB")
+        # the last step's numbers: 1020 and 1030 per rank, 2050 in all
+        assert lines[0].startswith("tok/s 2,050 = r0 1,020 + r1 1,030"), lines[0]
+        title = app.screen.query_one("#train-title").render().plain
+        assert "2 processes · DDP" in title
+        assert "2 processes · DDP: rank 0 node-a cuda:0, rank 1 node-a cuda:1" in \
+            "\n".join(app.screen.query_one(EventLog).texts)
+
+
+async def test_cpu_ranks_show_one_rss_line_each(tmp_path):
+    run = write_run(tmp_path, "gloo2", ["laptop"], 2, cpu=True)
+    app = await _open(run, (120, 40))
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = await _settled(app, pilot)
+        lines = _pane_lines(pane)
+        rss = [ln for ln in lines if ln.startswith("rank ")]
+        assert len(rss) == 2
+        assert rss[0].startswith("rank 0 · laptop · cpu") and rss[0].rstrip().endswith("RSS 1.0 GiB")
+        assert rss[1].rstrip().endswith("RSS 2.0 GiB")
+
+
+async def test_eight_gpus_on_two_nodes_fold_into_the_pane_at_80x24(tmp_path):
+    run = write_run(tmp_path, "fsdp8", ["gpu-node-01", "gpu-node-02"], 4, strategy="fsdp2")
+    app = await _open(run, (80, 24))
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await _settled(app, pilot)
+        lines = _pane_lines(pane)
+        region = pane.content_region
+        assert len(lines) <= region.height, (lines, region)
+        assert all(len(ln) <= region.width for ln in lines), lines
+        # every rank is on screen, with its share of its GPU
+        text = "\n".join(lines)
+        for r in range(8):
+            assert f"r{r}:{r % 4} " in text, text
+        assert f"{19 / 80:.0%}" in text  # rank 7: 19 GiB reserved of 80
+        # 8 x 1020 + 10 x (0 + ... + 7); the per-rank list does not fit 30 columns: the slowest
+        assert lines[0] == "tok/s 8,440 · slowest r0 1,020"
+        title = app.screen.query_one("#train-title").render().plain
+        assert "8 processes · FSDP2" in title
+
+
+async def test_single_process_run_keeps_the_engine_memory_lines(tmp_path):
+    """No world_size in hello, no ranks in memory: the pane is the single-device one."""
+    d = tmp_path / "one"
+    d.mkdir()
+    C.save(C.RunConfig(), d / "config.yaml")
+    w = EventWriter(d / "events.jsonl")
+    w.emit("hello", ts=T0, pid=1, devices=[{"name": "cpu"}], resumed_from_step=0)
+    w.emit("metric", ts=T0 + 1, step=1, loss=1.0, lr=1e-4, grad_norm=1.0, tokens_per_s=500.0)
+    w.emit("memory", ts=T0 + 1, devices=[{"index": 0, "allocated": GIB, "reserved": 2 * GIB, "peak": GIB}])
+    w.emit("done", ts=T0 + 2, status="completed", summary={})
+    w.close()
+    app = await _open(d, (120, 40))
+    async with app.run_test(size=(120, 40)) as pilot:
+        pane = await _settled(app, pilot)
+        assert pane.ranks is None
+        text = pane.render().plain
+        assert "engine dev0 alloc 1.0 GiB  res 2.0" in text and "rank " not in text and "tok/s" not in text
+        assert "processes" not in app.screen.query_one("#train-title").render().plain
