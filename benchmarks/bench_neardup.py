@@ -1,48 +1,121 @@
-"""Near-duplicate speed: 100k synthetic rows of 20-120 words, with planted near copies.
+"""Exact and near duplicates, and train/validation leakage, at scale: ROWS synthetic rows
+of 20-120 words fed batch by batch to engine.data.dedup.DupIndex (as `ftwb data check`
+streams them), with planted exact and near copies.
 
-Run: .venv/bin/python benchmarks/bench_neardup.py [ROWS]
-Prints rows, seconds (shingling + sketching + LSH + confirmation), pairs found and the
-recall of the planted pairs.
+Run: .venv/bin/python benchmarks/bench_neardup.py [ROWS] [VAL_ROWS]   (default 1,000,000 / 100,000)
+Prints seconds (normalise, hash, shingle, sketch, band, confirm; generating the rows is
+not counted), peak RSS of the process, pairs found and the recall of the planted pairs,
+then the same for leakage of VAL_ROWS validation rows into the ROWS train rows.
 """
 from __future__ import annotations
 
-import random
+import resource
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.data.dedup import find_duplicates  # noqa: E402
+from engine.data.dedup import DupIndex  # noqa: E402
+
+BATCH = 20_000
 
 
-def make_rows(n: int, seed: int = 0, planted_every: int = 100) -> tuple[list[str], list[tuple[int, int]]]:
-    rng = random.Random(seed)
-    vocab = ["".join(rng.choice("abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 9)))
-             for _ in range(20000)]
-    rows: list[str] = []
-    planted: list[tuple[int, int]] = []
-    while len(rows) < n:
-        words = [rng.choice(vocab) for _ in range(rng.randint(20, 120))]
-        rows.append(" ".join(words))
-        if len(rows) % planted_every == 0 and len(rows) < n and len(words) >= 40:
-            copy = list(words)
-            copy[rng.randrange(len(copy))] = rng.choice(vocab)  # one word changed
-            rows.append(" ".join(copy))
-            planted.append((len(rows) - 2, len(rows) - 1))
-    return rows[:n], planted
+class Rows:
+    """Deterministic synthetic rows; row i is the same text every time it is asked for."""
+
+    def __init__(self, seed: int = 0, vocab: int = 20_000):
+        rng = np.random.default_rng(seed)
+        letters = np.array(list("abcdefghijklmnopqrstuvwxyz"))
+        lens = rng.integers(2, 10, vocab)
+        self.vocab = ["".join(rng.choice(letters, n)) for n in lens]
+        self.seed = seed
+
+    def batch(self, start: int, n: int, salt: int = 0) -> list[str]:
+        rng = np.random.default_rng((self.seed, salt, start))
+        lens = rng.integers(20, 121, n)
+        words = rng.integers(0, len(self.vocab), int(lens.sum()))
+        v, out, k = self.vocab, [], 0
+        for m in lens.tolist():
+            out.append(" ".join([v[w] for w in words[k:k + m].tolist()]))
+            k += m
+        return out
+
+
+def plant(texts: list[str], start: int, rng: np.random.Generator, vocab: list[str],
+          every: int = 100) -> list[tuple[int, int, str]]:
+    """Every `every`-th row becomes a near copy (one word changed) of the row before it,
+    every `5 * every`-th an exact copy; returns (original, copy, kind)."""
+    planted = []
+    for k in range(every - 1, len(texts), every):
+        i = start + k
+        words = texts[k - 1].split()
+        if i % (5 * every) == every - 1:
+            texts[k] = texts[k - 1].upper()  # an exact duplicate after case folding
+            planted.append((i - 1, i, "exact"))
+        elif len(words) >= 40:
+            words[int(rng.integers(len(words)))] = vocab[int(rng.integers(len(vocab)))]
+            texts[k] = " ".join(words)
+            planted.append((i - 1, i, "near"))
+    return planted
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
-    rows, planted = make_rows(n)
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000
+    n_val = int(sys.argv[2]) if len(sys.argv) > 2 else 100_000
+    gen = Rows()
+    rng = np.random.default_rng(7)
+    idx = DupIndex(threshold=0.8, shingle=5)
+    planted: list[tuple[int, int, str]] = []
+    secs = 0.0
+    rss_before = peak_rss_mb()
+    for start in range(0, n, BATCH):
+        texts = gen.batch(start, min(BATCH, n - start))
+        planted += plant(texts, start, rng, gen.vocab)
+        t = time.perf_counter()
+        idx.add(texts)
+        secs += time.perf_counter() - t
     t = time.perf_counter()
-    res = find_duplicates(rows, threshold=0.8, shingle=5)
-    secs = time.perf_counter() - t
-    found = set(res.similarity)
-    hit = sum(1 for p in planted if p in found)
-    print(f"rows={n} seconds={secs:.2f} pairs_found={len(found)} near_groups={len(res.near_groups)} "
-          f"planted={len(planted)} recall={hit / max(1, len(planted)):.3f}")
+    res = idx.duplicates()
+    secs += time.perf_counter() - t
+    exact = {(g[0], r) for g in res.exact_groups for r in g[1:]}
+    near = set(res.similarity)
+    hit = sum(1 for a, b, kind in planted if (a, b) in (exact if kind == "exact" else near))
+    print(f"duplicates: rows={n} seconds={secs:.1f} rows_per_s={n / secs:,.0f} peak_rss_mb={peak_rss_mb():.0f} "
+          f"(before {rss_before:.0f}) exact_groups={len(res.exact_groups)} near_pairs={len(near)} "
+          f"planted={len(planted)} recall={hit / max(1, len(planted)):.4f}", flush=True)
+
+    # Leakage: validation rows, some of them exact or near copies of train rows.
+    val = gen.batch(0, n_val, salt=1)
+    want = {}
+    srcs = np.sort(rng.integers(0, n, len(range(0, n_val, 100))))
+    cache: dict[int, list[str]] = {}
+    for k, src in zip(range(0, n_val, 100), srcs.tolist()):
+        b = src - src % BATCH
+        if b not in cache:
+            cache = {b: gen.batch(b, min(BATCH, n - b))}
+        words = cache[b][src % BATCH].split()
+        if k % 200 == 0 or len(words) < 40:
+            val[k] = cache[b][src % BATCH]
+        else:
+            words[int(rng.integers(len(words)))] = gen.vocab[int(rng.integers(len(gen.vocab)))]
+            val[k] = " ".join(words)
+        want[k] = src
+    t = time.perf_counter()
+    leaks = idx.leaks(val)
+    lsecs = time.perf_counter() - t
+    found = {(a, b) for a, b, _s in leaks}
+    # a planted source that is itself a planted copy may be reported against its original
+    lhit = sum(1 for k, src in want.items() if (src, k) in found or any(b == k for _a, b in found))
+    print(f"leakage: train={n} val={n_val} seconds={lsecs:.1f} peak_rss_mb={peak_rss_mb():.0f} "
+          f"leaks={len(leaks)} planted={len(want)} recall={lhit / max(1, len(want)):.4f}", flush=True)
+    idx.close()
 
 
 if __name__ == "__main__":

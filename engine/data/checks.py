@@ -111,82 +111,14 @@ def run_checks(rows: list[dict], lines: list[int | None] | None, fmt: str, *, to
                max_seq_len: int | None = None, val_rows: list[dict] | None = None, near_dup: bool = True,
                shingle: int = 5, threshold: float = 0.8, only: set[str] | None = None,
                shingle_unit: str = "char") -> list[Finding]:
-    """Every finding for `rows` (in `fmt`), sorted by row. `only` limits the check ids run."""
-    from engine.data import checks_chat, checks_text, dedup, pii
+    """Every finding for `rows` (in `fmt`), sorted by row. `only` limits the check ids run.
+    The same runner as engine.data.checks_stream.check_stream, fed the rows at once."""
+    from engine.data.checks_stream import CheckRun
 
-    def want(cid: str) -> bool:
-        info = CHECKS[cid]
-        return (only is None or cid in only) and (not info.formats or fmt in info.formats)
-
-    from engine.data.errors import RowError
-    from engine.data.normalize import normalize_row
-
-    lines = list(lines) if lines is not None else [None] * len(rows)
-    lines += [None] * (len(rows) - len(lines))
-    out: list[Finding] = []
-    pii_kinds = {k for k in pii.KINDS if want(k)}
-    usable = 0
-    for i, row in enumerate(rows):
-        line = lines[i]
-        found = checks_chat.check_row(row, fmt, i, line) + checks_text.check_row(row, fmt, i, line)
-        # The normaliser training uses decides whether the row is usable; a row it refuses
-        # always carries an error saying why, and one it accepts carries no structure error.
-        try:
-            normalize_row(row, fmt)
-            usable += 1
-            found = [f for f in found if not (f.check in _STRUCTURE and f.severity == "error")]
-        except RowError as e:
-            if not any(f.check in _STRUCTURE and f.severity == "error" for f in found):
-                cid = getattr(e, "check", "unusable")
-                found.append(make(cid if cid in CHECKS else "unusable", i, line, str(e)))
-        if pii_kinds:
-            for path, text in checks_text.strings(row):
-                for m in pii.find_pii(text, pii_kinds):
-                    found.append(make(m.kind, i, line, f"{_LABEL[m.kind]} in {path}: {_mask(m.text)}",
-                                      span=(m.start, m.end), field=path))
-        out.extend(f for f in found if want(f.check))
-
-    texts = None
-    if want("exact_duplicate") or (near_dup and want("near_duplicate")):
-        texts = [checks_chat.row_text(r, fmt) for r in rows]
-        res = dedup.find_duplicates(texts, near=near_dup and want("near_duplicate"), threshold=threshold,
-                                    shingle=shingle, unit=shingle_unit)
-        best: dict[int, float] = {}
-        for (a, b), s in res.similarity.items():
-            best[b] = max(best.get(b, 0.0), s)
-        gid = 0
-        for grp in res.exact_groups:
-            gid += 1
-            if want("exact_duplicate"):
-                for r in grp[1:]:
-                    out.append(make("exact_duplicate", r, lines[r], f"same text as row {grp[0]}", group=gid))
-        for grp in res.near_groups:
-            gid += 1
-            for r in grp[1:]:
-                sim = best.get(r, threshold)
-                out.append(make("near_duplicate", r, lines[r], f"near-duplicate of row {grp[0]} "
-                                f"(similarity {sim:.2f})", group=gid))
-    if val_rows and want("train_val_leak"):
-        texts = texts or [checks_chat.row_text(r, fmt) for r in rows]
-        val_texts = [checks_chat.row_text(r, fmt) for r in val_rows]
-        for a, b, sim in dedup.find_leaks(texts, val_texts, near=near_dup, threshold=threshold,
-                                          shingle=shingle, unit=shingle_unit):
-            kind = "the same as" if sim >= 1.0 else f"nearly the same as ({sim:.2f})"
-            out.append(make("train_val_leak", a, lines[a], f"{kind} validation row {b}"))
-    if want("rejected_is_other_chosen") or want("length_imbalance"):
-        from engine.data import checks_preference
-
-        out.extend(f for f in checks_preference.check_rows(rows, lines, fmt) if want(f.check))
-    if tokenizer is not None and max_seq_len and want("overlong"):
-        out.extend(checks_text.overlong(rows, lines, fmt, tokenizer, max_seq_len))
-    if tokenizer is not None:
-        from engine.data.checks_template import template_findings
-
-        out.extend(f for f in template_findings(rows, lines, fmt, tokenizer) if want(f.check))
-    if want("too_few_rows"):
-        few = too_few_rows_message(usable, len(rows))
-        if few:
-            out.append(make("too_few_rows", -1, None, few))
+    run = CheckRun(fmt, tokenizer=tokenizer, max_seq_len=max_seq_len, val_rows=val_rows, near_dup=near_dup,
+                   shingle=shingle, threshold=threshold, only=only, shingle_unit=shingle_unit)
+    out = run.add(rows, lines)
+    out += run.finish()[0]
     out.sort(key=lambda f: (f.row, f.check))
     return out
 

@@ -21,13 +21,30 @@ from engine.data.errors import DataError, RowError
 
 def template_findings(rows: list[Any], lines: list[int | None], fmt: str, tokenizer: Any,
                       turn_policy: str = "auto", train_on: str = "assistant") -> list:
+    out, refused, usable = template_rows(rows, lines, fmt, tokenizer, turn_policy, train_on)
+    return out + mostly_refused(refused, usable)
+
+
+def mostly_refused(refused: int, usable: int) -> list:
+    """The dataset-wide finding when the template refuses more than half the usable rows."""
+    if usable and refused * 2 > usable:
+        return [make("template_mostly_refused", -1, None,
+                     f"the chat template refuses {refused} of {usable} rows; training would stop before it "
+                     "starts; use a template that fits these conversations (model.chat_template) or fix them")]
+    return []
+
+
+def template_rows(rows: list[Any], lines: list[int | None], fmt: str, tokenizer: Any,
+                  turn_policy: str = "auto", train_on: str = "assistant", start: int = 0) -> tuple[list, int, int]:
+    """(per-row findings, rows refused, usable rows) for rows numbered from `start`."""
     from engine.data.normalize import normalize_row
     from engine.data.template import plan_row, tokenize_plans
 
     if fmt not in ("chat", "sharegpt", "alpaca"):
-        return []
+        return [], 0, 0
     out, refused, usable = [], 0, 0
-    for i, row in enumerate(rows):
+    for k, row in enumerate(rows):
+        i = start + k
         try:
             ex = normalize_row(row, fmt)
         except (RowError, DataError):
@@ -37,16 +54,16 @@ def template_findings(rows: list[Any], lines: list[int | None], fmt: str, tokeni
             plans = plan_row(tokenizer, ex, train_on, turn_policy)
         except RowError as e:
             refused += 1
-            out.append(make("template_refused", i, lines[i], f"dropped from training: {e}"))
+            out.append(make("template_refused", i, lines[k], f"dropped from training: {e}"))
             continue
         literal = sorted({p.text[s:e] for p in plans for s, e in p.literal})
         if literal:
-            out.append(make("special_text_in_content", i, lines[i],
+            out.append(make("special_text_in_content", i, lines[k],
                             f"special-token text in content, trained as plain text: {', '.join(literal)}"))
         notes = list(dict.fromkeys(n for p in plans for n in p.notes))
         for note in notes:
             check = "end_of_turn_not_trained" if note.startswith("end-of-turn") else "reasoning_stripped"
-            out.append(make(check, i, lines[i], note))
+            out.append(make(check, i, lines[k], note))
         kwargs = {"tools": ex["tools"]} if ex.get("tools") else {}
         turns = [k for k, m in enumerate(ex["messages"]) if m["role"] == "assistant"]
         for t in tokenize_plans(tokenizer, plans):
@@ -58,11 +75,7 @@ def template_findings(rows: list[Any], lines: list[int | None], fmt: str, tokeni
             same = render == t.plan.text and (
                 t.plan.literal or t.input_ids == tokenizer(render, add_special_tokens=False)["input_ids"])
             if not same:
-                out.append(make("template_mismatch", i, lines[i], "the masked sequence differs from the "
+                out.append(make("template_mismatch", i, lines[k], "the masked sequence differs from the "
                                 "template's own render; please report this row"))
                 break
-    if usable and refused * 2 > usable:
-        out.append(make("template_mostly_refused", -1, None,
-                        f"the chat template refuses {refused} of {usable} rows; training would stop before it "
-                        "starts; use a template that fits these conversations (model.chat_template) or fix them"))
-    return out
+    return out, refused, usable

@@ -87,12 +87,13 @@ def _count(tokenizer: Any, text: str) -> int:
 
 
 def overlong(rows: list[Any], lines: list[int | None], fmt: str, tokenizer: Any,
-             max_seq_len: int) -> list[Finding]:
-    """Rows longer than max_seq_len tokens, saying what truncation would cut."""
+             max_seq_len: int, start: int = 0) -> list[Finding]:
+    """Rows (numbered from `start`) longer than max_seq_len tokens, saying what truncation would cut."""
     from engine.data.checks_chat import to_messages
 
     out = []
-    for i, row in enumerate(rows):
+    for k, row in enumerate(rows):
+        i = start + k
         msgs = to_messages(row, fmt)
         if msgs is None:
             text = row.get("text") if isinstance(row, dict) else None
@@ -100,7 +101,7 @@ def overlong(rows: list[Any], lines: list[int | None], fmt: str, tokenizer: Any,
                 continue
             n = _count(tokenizer, text)
             if n > max_seq_len:
-                out.append(make("overlong", i, lines[i], f"{n} tokens > max_seq_len {max_seq_len}; "
+                out.append(make("overlong", i, lines[k], f"{n} tokens > max_seq_len {max_seq_len}; "
                                 f"truncation drops the last {n - max_seq_len}"))
             continue
         n = _count(tokenizer, render(msgs, tokenizer))
@@ -119,5 +120,5 @@ def overlong(rows: list[Any], lines: list[int | None], fmt: str, tokenizer: Any,
                 cut = "truncation would remove the last assistant turn"
             else:
                 cut = "truncation would cut the last assistant turn short"
-        out.append(make("overlong", i, lines[i], f"{n} tokens > max_seq_len {max_seq_len}; {cut}"))
+        out.append(make("overlong", i, lines[k], f"{n} tokens > max_seq_len {max_seq_len}; {cut}"))
     return out

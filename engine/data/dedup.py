@@ -3,10 +3,11 @@
 Exact: rows whose normalised text (lower case, whitespace collapsed) hashes the same.
 Near: MinHash + LSH (rensa) over shingle hashes, candidates confirmed by exact Jaccard.
 
-Speed matters (a few million rows is a normal dataset), so shingles are hashed with
-numpy over one byte buffer instead of a Python loop per shingle, rensa builds the
-sketches from that flat buffer, and its LSH index flags the few rows that share a band
-with another; only those rows are banded again here to name the candidate pairs.
+Speed and memory matter (a few million rows is a normal dataset): rows are fed in
+batches to a DupIndex, shingles are hashed with numpy over one byte buffer instead of a
+Python loop per shingle, rensa builds the MinHash sketches from that flat buffer, and
+each sketch is kept only as one 64-bit key per LSH band; equal keys name the candidate
+pairs, whose texts are read back from a spill file to confirm their exact Jaccard.
 """
 from __future__ import annotations
 
@@ -83,15 +84,20 @@ def shingle_hashes(texts: list[str], size: int = 5, unit: str = "char") -> tuple
 
     unit "char": byte n-grams of the UTF-8 text (characters for ASCII); "word": word
     n-grams."""
+    return _shingles_of_bytes([t.encode("utf-8", "surrogatepass") for t in texts], size, unit)
+
+
+def _shingles_of_bytes(enc: list[bytes], size: int, unit: str) -> tuple[np.ndarray, np.ndarray]:
     if size < 1:
         raise ValueError("shingle size must be at least 1")
     if unit == "char":
-        padded = [t if len(t) >= size else t + _FILL * (size - len(t)) for t in texts]
-        enc = [t.encode("utf-8", "surrogatepass") for t in padded]
-        counts = np.fromiter((len(e) for e in enc), np.int64, len(enc))
-        units = _BYTE_TABLE[np.frombuffer(b"".join(enc), np.uint8)]
+        fill = _FILL.encode()
+        padded = [e if len(e) >= size else e + fill * (size - len(e)) for e in enc]
+        counts = np.fromiter((len(e) for e in padded), np.int64, len(padded))
+        units = _BYTE_TABLE[np.frombuffer(b"".join(padded), np.uint8)]
         return _windows(units, counts, size)
     if unit == "word":
+        texts = [e.decode("utf-8", "surrogatepass") for e in enc]
         padded = []
         for t in texts:
             k = t.count(" ") + 1 if t else 0
@@ -155,125 +161,249 @@ class _UnionFind:
         return sorted((sorted(g) for g in out.values() if len(g) > 1), key=lambda g: g[0])
 
 
-def _candidate_pairs(digests: np.ndarray, bands: int, max_bucket: int = 64) -> set[tuple[int, int]]:
-    """Pairs of local indices sharing at least one LSH band (digests: rows x perms)."""
+def _band_keys(digests: np.ndarray, bands: int) -> np.ndarray:
+    """One uint64 key per (row, band): the band's r digest values hashed together
+    (equal bands give equal keys; distinct ones collide with odds 2**-64)."""
     n, perms = digests.shape
     r = perms // bands
+    d = digests.reshape(n, bands, r).astype(np.uint64)
+    k = d[:, :, 0].copy()
+    with np.errstate(over="ignore"):
+        for j in range(1, r):
+            k *= _P
+            k += d[:, :, j]
+    return _mix(k)
+
+
+def _bucket_pairs(keys: np.ndarray, ids: np.ndarray, max_bucket: int = 64) -> set[tuple[int, int]]:
+    """Pairs of ids (ascending) whose keys are equal in one band. A bucket larger than
+    max_bucket gives a star and a chain instead of every pair (union-find joins the rest)."""
+    order = np.argsort(keys, kind="stable")
+    sk = keys[order]
+    same = sk[1:] == sk[:-1]
     pairs: set[tuple[int, int]] = set()
-    for b in range(bands):
-        block = np.ascontiguousarray(digests[:, b * r:(b + 1) * r])
-        keys = block.view(np.dtype((np.void, block.dtype.itemsize * r))).ravel()
-        order = np.argsort(keys, kind="stable")
-        sk = keys[order]
-        same = np.flatnonzero(sk[1:] == sk[:-1])
-        if len(same) == 0:
-            continue
-        # walk runs of equal keys
-        run_start = None
-        prev = -2
-        runs = []
-        for i in same:
-            if i != prev + 1:
-                if run_start is not None:
-                    runs.append((run_start, prev + 1))
-                run_start = i
-            prev = i
-        runs.append((run_start, prev + 1))
-        for s, e in runs:
-            members = sorted(order[s:e + 1].tolist())
-            if len(members) <= max_bucket:
-                pairs.update((members[i], members[j]) for i in range(len(members))
-                             for j in range(i + 1, len(members)))
-            else:  # huge bucket: chain and star keep it linear; union-find joins the rest
-                pairs.update((members[0], m) for m in members[1:])
-                pairs.update(zip(members[:-1], members[1:]))
+    if not same.any():
+        return pairs
+    # runs of equal keys: starts where a run begins, ends one past its last member
+    edge = np.diff(np.concatenate(([False], same, [False])).astype(np.int8))
+    starts, stops = np.flatnonzero(edge == 1), np.flatnonzero(edge == -1) + 1
+    small = (stops - starts) == 2
+    two = ids[order[starts[small]]], ids[order[starts[small] + 1]]
+    lo, hi = np.minimum(*two), np.maximum(*two)
+    pairs.update(zip(lo.tolist(), hi.tolist()))
+    for s, e in zip(starts[~small].tolist(), stops[~small].tolist()):
+        members = sorted(ids[order[s:e]].tolist())
+        if len(members) <= max_bucket:
+            pairs.update((members[i], members[j]) for i in range(len(members))
+                         for j in range(i + 1, len(members)))
+        else:
+            pairs.update((members[0], m) for m in members[1:])
+            pairs.update(zip(members[:-1], members[1:]))
     return pairs
 
 
 def _jaccard(a: np.ndarray, b: np.ndarray) -> float:
-    ua, ub = np.unique(a), np.unique(b)
-    inter = len(np.intersect1d(ua, ub, assume_unique=True))
-    union = len(ua) + len(ub) - inter
+    """Jaccard of two sorted unique token arrays."""
+    inter = len(np.intersect1d(a, b, assume_unique=True))
+    union = len(a) + len(b) - inter
     return inter / union if union else 1.0
+
+
+class DupIndex:
+    """Exact and near duplicates over rows fed batch by batch (`add`), answered at the end
+    (`duplicates`, `leaks`), in memory that does not hold the texts.
+
+    Per row it keeps an 8-byte hash of the normalised text and, for near duplicates, one
+    8-byte LSH key per band (16 at threshold 0.8: 128 bytes) plus the offset of the
+    normalised text in a temporary spill file; only candidate pairs are read back from
+    it to confirm their exact Jaccard. 1M rows: about 150 MB.
+    """
+
+    def __init__(self, *, near: bool = True, threshold: float = 0.8, shingle: int = 5, unit: str = "char"):
+        if shingle < 1:
+            raise ValueError("shingle size must be at least 1")
+        if unit not in ("char", "word"):
+            raise ValueError(f"unknown shingle unit {unit!r}: use 'char' or 'word'")
+        self.near, self.threshold, self.shingle, self.unit = near, threshold, shingle, unit
+        self.bands = lsh_bands(threshold)
+        self.n = 0
+        self._hashes: list[np.ndarray] = []
+        self._keys: list[np.ndarray] = []
+        self._ends: list[np.ndarray] = []
+        self._spill = None
+        self._spilled = 0
+
+    def add(self, texts: list[str]) -> None:
+        """The next rows' texts, in row order."""
+        if not texts:
+            return
+        enc = [normalise(t).encode("utf-8", "surrogatepass") for t in texts]
+        self._hashes.append(np.frombuffer(b"".join(hashlib.blake2b(e, digest_size=8).digest() for e in enc),
+                                          np.uint64))
+        if self.near:
+            self._add_near(enc)
+        self.n += len(enc)
+
+    def _add_near(self, enc: list[bytes]) -> None:
+        import tempfile
+
+        import rensa
+
+        if self._spill is None:
+            self._spill = tempfile.TemporaryFile(prefix="ftwb-dedup-")
+        self._spill.write(b"".join(enc))
+        lens = np.fromiter((len(e) for e in enc), np.int64, len(enc))
+        self._ends.append(self._spilled + np.cumsum(lens))
+        self._spilled += int(lens.sum())
+        for s in range(0, len(enc), _CHUNK):
+            tokens, offsets = _shingles_of_bytes(enc[s:s + _CHUNK], self.shingle, self.unit)
+            m = rensa.RMinHash.digest_matrix_from_flat_token_hashes(tokens, offsets, NUM_PERM, SEED)
+            self._keys.append(_band_keys(np.array(m.to_rows(), dtype=np.uint32), self.bands))
+
+    # ------------------------------------------------------------ answers
+    def exact_groups(self) -> list[list[int]]:
+        """Groups of rows with the same normalised text, each sorted, by first row."""
+        if not self._hashes:
+            return []
+        h = np.concatenate(self._hashes)
+        order = np.argsort(h, kind="stable")
+        sh = h[order]
+        same = sh[1:] == sh[:-1]
+        if not same.any():
+            return []
+        edge = np.diff(np.concatenate(([False], same, [False])).astype(np.int8))
+        starts, stops = np.flatnonzero(edge == 1), np.flatnonzero(edge == -1) + 1
+        groups = [order[s:e].tolist() for s, e in zip(starts.tolist(), stops.tolist())]
+        return sorted(groups, key=lambda g: g[0])
+
+    def _texts(self, ids: np.ndarray) -> list[str]:
+        """Normalised texts of rows `ids` (ascending), read back from the spill file."""
+        ends = np.concatenate(self._ends)
+        out = []
+        for i in ids.tolist():
+            s = int(ends[i - 1]) if i else 0
+            self._spill.seek(s)
+            out.append(self._spill.read(int(ends[i]) - s).decode("utf-8", "surrogatepass"))
+        return out
+
+    def _confirm(self, pairs: set[tuple[int, int]], texts_of) -> list[tuple[int, int, float]]:
+        if not pairs:
+            return []
+        ids = np.unique(np.fromiter((x for p in pairs for x in p), np.int64, 2 * len(pairs)))
+        tokens, offsets = shingle_hashes(texts_of(ids), self.shingle, self.unit)
+        sets = {int(i): np.unique(tokens[int(offsets[k]):int(offsets[k + 1])]) for k, i in enumerate(ids)}
+        out = []
+        for a, b in sorted(pairs):
+            j = _jaccard(sets[a], sets[b])
+            if j >= self.threshold:
+                out.append((a, b, j))
+        return out
+
+    def _pairs(self, keys: np.ndarray, ids: np.ndarray, cancelled=None) -> set[tuple[int, int]]:
+        pairs: set[tuple[int, int]] = set()
+        for b in range(self.bands):
+            if cancelled is not None:
+                cancelled()  # raises to stop (the caller's exception)
+            pairs |= _bucket_pairs(np.ascontiguousarray(keys[:, b]), ids)
+        return pairs
+
+    def near_pairs(self, rows: np.ndarray | None = None, cancelled=None) -> list[tuple[int, int, float]]:
+        """(i, j, jaccard), i < j, among `rows` (default: all) with Jaccard >= threshold.
+        `cancelled` is called between bands; it stops the search by raising."""
+        if not self.near or self.n < 2:
+            return []
+        keys = np.concatenate(self._keys)
+        ids = np.arange(self.n) if rows is None else np.asarray(rows, np.int64)
+        if len(ids) < 2:
+            return []
+        return self._confirm(self._pairs(keys[ids], ids, cancelled), self._texts)
+
+    def duplicates(self, near: bool | None = None, cancelled=None) -> DupResult:
+        """Exact groups, then near groups among one row per exact group (so an exact copy
+        is never reported again as a near one)."""
+        res = DupResult(exact_groups=self.exact_groups())
+        if not (self.near if near is None else near and self.near):
+            return res
+        rep = np.ones(self.n, bool)
+        for g in res.exact_groups:
+            rep[g[1:]] = False
+        uf = _UnionFind()
+        for a, b, j in self.near_pairs(np.flatnonzero(rep), cancelled):
+            uf.union(a, b)
+            res.similarity[(a, b)] = j
+        res.near_groups = uf.groups()
+        return res
+
+    def leaks(self, other_texts: list[str]) -> list[tuple[int, int, float]]:
+        """(row, other row, similarity) for rows of `other_texts` that repeat a row here,
+        exactly (1.0) or nearly."""
+        other = DupIndex(near=self.near, threshold=self.threshold, shingle=self.shingle, unit=self.unit)
+        for s in range(0, len(other_texts), 20_000):
+            other.add(other_texts[s:s + 20_000])
+        out: dict[tuple[int, int], float] = {}
+        if self._hashes and other._hashes:
+            h = np.concatenate(self._hashes)
+            order = np.argsort(h, kind="stable")
+            sh = h[order]
+            oh = np.concatenate(other._hashes)
+            pos = np.searchsorted(sh, oh)
+            hit = (pos < len(sh)) & (sh[np.minimum(pos, len(sh) - 1)] == oh)
+            for j in np.flatnonzero(hit).tolist():
+                out[(int(order[pos[j]]), j)] = 1.0  # searchsorted finds the first (stable) copy
+        if self.near and self.n and other.n:
+            n = self.n
+            keys = np.concatenate(self._keys + other._keys)
+            pairs = {(a, b) for a, b in self._pairs(keys, np.arange(n + other.n)) if a < n <= b}
+            pairs = {(a, b) for a, b in pairs if (a, b - n) not in out}
+
+            def texts_of(ids: np.ndarray) -> list[str]:
+                return self._texts(ids[ids < n]) + other._texts(ids[ids >= n] - n)
+            for a, b, sim in self._confirm(pairs, texts_of):
+                out[(a, b - n)] = sim
+        return sorted((a, b, s) for (a, b), s in out.items())
+
+    def close(self) -> None:
+        if self._spill is not None:
+            self._spill.close()
+            self._spill = None
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def _indexed(texts: list[str], **kw) -> DupIndex:
+    idx = DupIndex(**kw)
+    for s in range(0, len(texts), 20_000):
+        idx.add(texts[s:s + 20_000])
+    return idx
 
 
 def near_pairs(texts: list[str], *, threshold: float = 0.8, shingle: int = 5, unit: str = "char",
                ) -> list[tuple[int, int, float]]:
-    """All pairs (i, j, jaccard), i < j, with exact shingle Jaccard >= threshold.
-
-    texts should already be normalised."""
-    import rensa
-
-    if len(texts) < 2:
-        return []
-    bands = lsh_bands(threshold)
-    lsh = rensa.RMinHashLSH(threshold, NUM_PERM, bands)
-    # Chunks keep the numpy buffers small: fresh multi-hundred-MB arrays cost more in
-    # page faults than the hashing itself.
-    matrices = []
-    for start in range(0, len(texts), _CHUNK):
-        tokens, offsets = shingle_hashes(texts[start:start + _CHUNK], shingle, unit)
-        m = rensa.RMinHash.digest_matrix_from_flat_token_hashes(tokens, offsets, NUM_PERM, SEED)
-        lsh.insert_matrix(m, start_key=start)
-        matrices.append(m)
-    flags = np.concatenate([np.asarray(lsh.query_duplicate_flags_matrix(m), dtype=bool) for m in matrices])
-    flagged = np.flatnonzero(flags)
-    if len(flagged) < 2:
-        return []
-    # Sketch the flagged rows again (same seed, same digests) to name their pairs.
-    tokens, offsets = shingle_hashes([texts[i] for i in flagged], shingle, unit)
-    sub = rensa.RMinHash.digest_matrix_from_flat_token_hashes(tokens, offsets, NUM_PERM, SEED)
-    sub_tokens = [tokens[int(offsets[i]):int(offsets[i + 1])] for i in range(len(flagged))]
-    digests = np.array(sub.to_rows(), dtype=np.uint32)
-    out = []
-    for a, b in sorted(_candidate_pairs(digests, bands)):
-        j = _jaccard(sub_tokens[a], sub_tokens[b])
-        if j >= threshold:
-            out.append((int(flagged[a]), int(flagged[b]), j))
-    return out
+    """All pairs (i, j, jaccard), i < j, with exact shingle Jaccard >= threshold."""
+    idx = _indexed(texts, threshold=threshold, shingle=shingle, unit=unit)
+    try:
+        return idx.near_pairs()
+    finally:
+        idx.close()
 
 
 def find_duplicates(texts: list[str], *, near: bool = True, threshold: float = 0.8, shingle: int = 5,
                     unit: str = "char") -> DupResult:
-    """Exact groups, then near groups among one representative per exact group (so an
-    exact copy is never reported again as a near one)."""
-    norm = [normalise(t) for t in texts]
-    first_of: dict[str, int] = {}
-    exact: dict[int, list[int]] = {}
-    reps: list[int] = []
-    for i, t in enumerate(norm):
-        k = first_of.setdefault(t, i)
-        if k == i:
-            reps.append(i)
-        else:
-            exact.setdefault(k, [k]).append(i)
-    res = DupResult(exact_groups=sorted(exact.values()))
-    if not near:
-        return res
-    uf = _UnionFind()
-    for a, b, j in near_pairs([norm[i] for i in reps], threshold=threshold, shingle=shingle, unit=unit):
-        uf.union(reps[a], reps[b])
-        res.similarity[(reps[a], reps[b])] = j
-    res.near_groups = uf.groups()
-    return res
+    """Exact groups, then near groups among one representative per exact group."""
+    idx = _indexed(texts, near=near, threshold=threshold, shingle=shingle, unit=unit)
+    try:
+        return idx.duplicates()
+    finally:
+        idx.close()
 
 
 def find_leaks(train_texts: list[str], other_texts: list[str], *, near: bool = True, threshold: float = 0.8,
                shingle: int = 5, unit: str = "char") -> list[tuple[int, int, float]]:
     """(train row, other row, similarity) for rows of `other` that repeat a train row,
     exactly (1.0) or nearly."""
-    n = len(train_texts)
-    norm_t = [normalise(t) for t in train_texts]
-    norm_o = [normalise(t) for t in other_texts]
-    where: dict[str, int] = {}
-    for i, t in enumerate(norm_t):
-        where.setdefault(t, i)
-    out: dict[tuple[int, int], float] = {}
-    for j, t in enumerate(norm_o):
-        if t in where:
-            out[(where[t], j)] = 1.0
-    if near:
-        for a, b, sim in near_pairs(norm_t + norm_o, threshold=threshold, shingle=shingle, unit=unit):
-            if a < n <= b and (a, b - n) not in out:
-                out[(a, b - n)] = sim
-    return sorted((a, b, s) for (a, b), s in out.items())
+    idx = _indexed(train_texts, near=near, threshold=threshold, shingle=shingle, unit=unit)
+    try:
+        return idx.leaks(other_texts)
+    finally:
+        idx.close()
