@@ -251,9 +251,10 @@ def _jsonl_records(p: Path):
 
 # ---------------------------------------------------------------- CSV / TSV
 
-def _text_lines(p: Path):
-    """(first line number, text line with its break, byte offset, bytes done, total) split
-    as io.StringIO(newline='') splits (\\n, \\r\\n, \\r), decoding as UTF-8 strictly."""
+def _text_lines(p: Path, errors: str = "strict"):
+    """(line number, text line with its break, start byte, end byte, total bytes) split as
+    io.StringIO(newline='') splits (\\n, \\r\\n, \\r), decoded as UTF-8 (`errors`: 'strict'
+    raises load's DataError; 'surrogateescape' keeps bad bytes for the caller to judge)."""
     total = p.stat().st_size
     lineno = 1
     with open(p, "rb") as fh:
@@ -265,7 +266,7 @@ def _text_lines(p: Path):
             parts = _split_cr(bl) if b"\r" in core else [bl]
             for part in parts:
                 try:
-                    s = part.decode("utf-8")
+                    s = part.decode("utf-8", errors)
                 except UnicodeDecodeError as e:
                     raise DataError(f"{p}: not valid UTF-8 at line {lineno}, col {e.start + 1} (byte "
                                     f"0x{part[e.start]:02x}; {L._guess_encoding(part)}); {L._FIX_UTF8}") from None

@@ -1,11 +1,19 @@
-"""Browse a dataset of any size without holding it: a line-offset index for JSONL (built
-in big binary chunks with numpy, readable while it grows) and paged row reads; other
-sources (JSON arrays, CSV, Parquet, saved datasets) go through engine.data.load.
+"""Browse a dataset of any size without holding it. JSONL and CSV/TSV get a record-offset
+index (JSONL built in big binary chunks with numpy, CSV with the csv module's quoting rules;
+both readable while they grow) and rows parsed a page at a time; Parquet files, Parquet
+shard directories and saved datasets are read by row group / memory-mapped Arrow file
+(engine.data.paged), their row count known at once. JSON arrays and text corpora are
+loaded whole (engine.data.load): a JSON array is one value.
 
-Plain Python + numpy; no widgets. The screen runs `LineIndex.build` in a thread worker.
+Every source offers the same reading interface: `len`, `get(i)`, `rows(start, count)`,
+`lengths()` (bytes per record, for sorting and filtering by length without the rows).
+
+Plain Python + numpy; no widgets. The screen runs `index.build` in a thread worker.
 """
 from __future__ import annotations
 
+import csv
+import io
 import json
 import threading
 from collections import OrderedDict
@@ -21,7 +29,6 @@ PAGE = 64                   # rows per cached page
 CACHE_PAGES = 64            # pages kept (LRU): memory follows what is shown, not the file
 BIG_LINE = 4 << 20          # table cells of longer lines show a byte preview; the row view parses them
 BOM = b"\xef\xbb\xbf"
-LINE_KINDS = {".jsonl", ".ndjson"}
 
 
 @dataclass
@@ -52,19 +59,41 @@ def sniff(path: Path) -> None:
         raise BadSource(f"{path}: file is empty; point the Data screen at a file with rows")
 
 
-def is_line_source(path: Path) -> bool:
-    if path.is_dir():
-        return False
-    if path.suffix.lower() in LINE_KINDS:
+def is_parquet(path: Path) -> bool:
+    if path.suffix.lower() in (".parquet", ".pq"):
         return True
-    if path.suffix.lower() in {".json", ".csv", ".tsv", ".parquet", ".pq"}:
-        return False
-    with open(path, "rb") as fh:  # no known suffix: a leading '{' means one object per line
-        return fh.read(64).lstrip(BOM + b" \t\r\n")[:1] == b"{"
+    with open(path, "rb") as fh:
+        return fh.read(4) == b"PAR1"
+
+
+class _Column:
+    """A growing numpy column: appends write past the visible end, so a view taken earlier
+    stays valid while the build goes on; capacity grows by half, or to a size hint."""
+
+    def __init__(self, dtype):
+        self.a = np.zeros(1 << 12, dtype)
+        self.n = 0
+
+    def reserve(self, cap: int) -> None:
+        if cap > len(self.a):
+            new = np.zeros(cap, self.a.dtype)  # zero pages cost nothing until written
+            new[: self.n] = self.a[: self.n]
+            self.a = new
+
+    def extend(self, x: np.ndarray) -> None:
+        need = self.n + len(x)
+        if need > len(self.a):
+            self.reserve(max(need, len(self.a) * 3 // 2))
+        self.a[self.n: need] = x
+        self.n = need
+
+    def view(self) -> np.ndarray:
+        return self.a[: self.n]
 
 
 class LineIndex:
-    """Offsets of the non-blank lines of a file (int64), their line numbers and lengths.
+    """Offsets of the non-blank lines of a file (int64), their lengths and line numbers
+    (int32): 16 bytes a record, never a list of rows.
 
     `build` appends as it scans; readers see a consistent prefix through `snapshot()`."""
 
@@ -73,22 +102,29 @@ class LineIndex:
         self.size = self.path.stat().st_size
         self.done = False
         self.scanned = 0
+        self.error: str | None = None   # why the build stopped early, if it did
         self._lock = threading.Lock()
-        self._starts: list[np.ndarray] = []
-        self._lens: list[np.ndarray] = []
-        self._linenos: list[np.ndarray] = []
-        self._flat: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._starts = _Column(np.int64)
+        self._lens = _Column(np.int32)
+        self._linenos = _Column(np.int32)
 
     def __len__(self) -> int:
-        return len(self.snapshot()[0])
+        return self._starts.n
 
     def snapshot(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         with self._lock:
-            if self._flat is None:
-                cat = (lambda parts, dt: np.concatenate(parts) if parts else np.zeros(0, dt))
-                self._flat = (cat(self._starts, np.int64), cat(self._lens, np.int64), cat(self._linenos, np.int64))
-                self._starts, self._lens, self._linenos = ([self._flat[0]], [self._flat[1]], [self._flat[2]])
-            return self._flat
+            return self._starts.view(), self._lens.view(), self._linenos.view()
+
+    def lengths(self) -> np.ndarray:
+        return self.snapshot()[1]
+
+    def _reserve_for(self, scanned: int) -> None:
+        """After the first chunk, size the columns for the whole file (a little over)."""
+        if scanned and len(self) and scanned < self.size:
+            with self._lock:
+                est = int(len(self) * self.size / scanned * 1.05) + 1024
+                for c in (self._starts, self._lens, self._linenos):
+                    c.reserve(est)
 
     def build(self, progress: Callable[[int, int, int], None] | None = None,
               cancelled: Callable[[], bool] = lambda: False) -> None:
@@ -106,7 +142,6 @@ class LineIndex:
                     break
                 if first and buf.startswith(BOM):
                     line_start = 3
-                first = False
                 nl = np.flatnonzero(np.frombuffer(buf, dtype=np.uint8) == 10).astype(np.int64) + pos
                 if len(nl):
                     starts = np.concatenate(([line_start], nl[:-1] + 1))
@@ -115,6 +150,9 @@ class LineIndex:
                     line_start = int(nl[-1]) + 1
                 pos += len(buf)
                 self.scanned = pos
+                if first:
+                    self._reserve_for(pos)
+                first = False
                 if progress:
                     progress(pos, self.size, len(self))
             if line_start < pos:  # last line without a newline
@@ -133,11 +171,77 @@ class LineIndex:
                     fh.seek(int(starts[k]))
                     if fh.read(1) in (b"\r", b" ", b"\t"):
                         keep[k] = False
+        self._append(starts[keep], lens[keep], linenos[keep])
+
+    def _append(self, starts, lens, linenos) -> None:
         with self._lock:
-            self._starts.append(starts[keep])
-            self._lens.append(lens[keep])
-            self._linenos.append(linenos[keep])
-            self._flat = None
+            self._starts.extend(starts)
+            self._lens.extend(lens)
+            self._linenos.extend(linenos)
+
+
+class CsvIndex(LineIndex):
+    """Offsets of the records of a CSV/TSV file, found with the csv module's own rules (a
+    quoted field may hold newlines), blank records left out as engine.data.load leaves them.
+    The header is read at once, so a file without one is refused before any scan."""
+
+    FIRST_ROWS = 64        # published first, so the first page shows at once
+    STEP = 8192            # records per later append
+
+    def __init__(self, path: str | Path, delimiter: str | None = None):
+        super().__init__(path)
+        self.delimiter = delimiter or ("\t" if self.path.suffix.lower() == ".tsv" else ",")
+        from engine.data.paged import csv_records
+
+        recs = csv_records(self.path, self.delimiter, self._lines())
+        self.header: list[str] = next(recs)[0]
+        recs.close()
+
+    def _lines(self):
+        from engine.data.paged import _text_lines
+
+        # undecodable bytes are kept, so only their own record is marked unreadable
+        return _text_lines(self.path, errors="surrogateescape")
+
+    def build(self, progress: Callable[[int, int, int], None] | None = None,
+              cancelled: Callable[[], bool] = lambda: False) -> None:
+        from engine.data.errors import DataError
+        from engine.data.paged import csv_records
+
+        starts, lens, linenos = [], [], []
+        want = self.FIRST_ROWS
+
+        def flush(done: int) -> None:
+            if starts:
+                self._append(np.array(starts, np.int64), np.array(lens, np.int64), np.array(linenos, np.int64))
+                starts.clear(), lens.clear(), linenos.clear()
+            self.scanned = done
+            if progress:
+                progress(done, self.size, len(self))
+
+        recs = csv_records(self.path, self.delimiter, self._lines())
+        next(recs)
+        done = 0
+        try:
+            for values, lineno, start, end, feed in recs:
+                done = feed.done
+                if not values or all(not v.strip() for v in values):
+                    continue
+                starts.append(start)
+                lens.append(end - start)
+                linenos.append(lineno)
+                if len(starts) >= want:
+                    first = want == self.FIRST_ROWS
+                    want = self.STEP
+                    flush(done)
+                    if first:
+                        self._reserve_for(done)
+                    if cancelled():
+                        return
+        except DataError as e:  # broken quoting: the records before it stay browsable
+            self.error = str(e)
+        self.done = True
+        flush(self.size if self.error is None else done)
 
 
 def _decode_line(raw: bytes) -> tuple[dict | None, str | None]:
@@ -158,34 +262,23 @@ def _decode_line(raw: bytes) -> tuple[dict | None, str | None]:
     return obj, None
 
 
-class LineSource:
-    """Rows of a JSONL file read by page through its LineIndex, with an LRU page cache."""
+class _Paged:
+    """Rows by page with an LRU page cache; a subclass reads one page (`_read_page`)."""
 
-    kind = "jsonl"
-
-    def __init__(self, index: LineIndex):
-        self.index = index
-        self.path = index.path
+    def _init_pages(self) -> None:
         self._pages: OrderedDict[int, list[Row]] = OrderedDict()
         self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self.index)
+        self._lengths: np.ndarray | None = None
 
     def invalidate(self) -> None:
         with self._lock:
             self._pages.clear()
 
+    def _complete(self) -> bool:
+        return True
+
     def get(self, i: int, full: bool = False) -> Row:
-        """Row i; `full` parses even a huge line (for the row view, in a worker)."""
-        if full:
-            starts, lens, linenos = self.index.snapshot()
-            with open(self.path, "rb") as fh:
-                fh.seek(int(starts[i]))
-                data, err = _decode_line(fh.read(int(lens[i])))
-            return Row(i, int(linenos[i]), data, err, size=int(lens[i]))
-        page = self._page(i // PAGE)
-        return page[i % PAGE]
+        return self._page(i // PAGE)[i % PAGE]
 
     def rows(self, start: int, count: int) -> list[Row]:
         out, i, n = [], start, len(self)
@@ -204,8 +297,54 @@ class LineSource:
             if p in self._pages:
                 self._pages.move_to_end(p)
                 return self._pages[p]
+        rows = self._read_page(p * PAGE, min((p + 1) * PAGE, len(self)))
+        with self._lock:
+            if len(rows) == PAGE or self._complete():  # a partial last page may still grow
+                self._pages[p] = rows
+                while len(self._pages) > CACHE_PAGES:
+                    self._pages.popitem(last=False)
+        return rows
+
+    def _read_page(self, a: int, b: int) -> list[Row]:
+        raise NotImplementedError
+
+
+class LineSource(_Paged):
+    """Rows of a JSONL file read by page through its LineIndex, with an LRU page cache."""
+
+    kind = "jsonl"
+
+    def __init__(self, index: LineIndex):
+        self.index = index
+        self.path = index.path
+        self._init_pages()
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def _complete(self) -> bool:
+        return self.index.done
+
+    def lengths(self, cancelled: Callable[[], bool] = lambda: False) -> np.ndarray:
+        """Bytes of each record as indexed so far (no row is read)."""
+        return self.index.lengths()
+
+    def _parse(self, raw: bytes, lineno: int) -> tuple[dict | None, str | None]:
+        return _decode_line(raw)
+
+    def get(self, i: int, full: bool = False) -> Row:
+        """Row i; `full` parses even a huge line (for the row view, in a worker)."""
+        if full:
+            starts, lens, linenos = self.index.snapshot()
+            with open(self.path, "rb") as fh:
+                fh.seek(int(starts[i]))
+                data, err = self._parse(fh.read(int(lens[i])), int(linenos[i]))
+            return Row(i, int(linenos[i]), data, err, size=int(lens[i]))
+        return self._page(i // PAGE)[i % PAGE]
+
+    def _read_page(self, a: int, b: int) -> list[Row]:
         starts, lens, linenos = self.index.snapshot()
-        a, b = p * PAGE, min((p + 1) * PAGE, len(starts))
+        b = min(b, len(starts))
         rows: list[Row] = []
         if a < b:
             with open(self.path, "rb") as fh:
@@ -219,21 +358,71 @@ class LineSource:
                     rows.append(Row(i, int(linenos[i]), None, None,
                                     preview=raw[:400].decode("utf-8", "replace") + "…", size=n))
                     continue
-                data, err = _decode_line(raw)
+                data, err = self._parse(raw, int(linenos[i]))
                 rows.append(Row(i, int(linenos[i]), data, err, size=n))
-        with self._lock:
-            if len(rows) == PAGE or self.index.done:  # a partial last page may still grow
-                self._pages[p] = rows
-                while len(self._pages) > CACHE_PAGES:
-                    self._pages.popitem(last=False)
         return rows
 
 
+class CsvSource(LineSource):
+    """Rows of a CSV/TSV file through its CsvIndex, each record parsed with the header."""
+
+    kind = "csv"
+
+    def __init__(self, index: CsvIndex):
+        super().__init__(index)
+
+    def _parse(self, raw: bytes, lineno: int) -> tuple[dict | None, str | None]:
+        from engine.data.paged import csv_row
+
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            return None, (f"not valid UTF-8 (byte 0x{raw[e.start]:02x} at col {e.start + 1}); "
+                          "re-save the file as UTF-8")
+        try:
+            values = next(csv.reader(io.StringIO(text, newline=""), delimiter=self.index.delimiter), [])
+        except csv.Error as e:
+            return None, f"not valid CSV ({e}); fix the quoting"
+        data, err = csv_row(self.index.header, values, lineno)
+        if err is not None:
+            err = err.removeprefix(f"line {lineno}: ")
+        return data, err
+
+
+class ColumnarSource(_Paged):
+    """Rows of a Parquet file, a Parquet shard directory or a saved dataset, read by row
+    group / Arrow file (engine.data.paged); the row count comes from metadata at once."""
+
+    def __init__(self, pages, kind: str):
+        self.pages = pages
+        self.kind = kind
+        self.path = Path(pages.path)
+        self._init_pages()
+
+    def __len__(self) -> int:
+        return len(self.pages)
+
+    def _read_page(self, a: int, b: int) -> list[Row]:
+        return [Row(i, None, d) for i, d in enumerate(self.pages.rows(a, b), start=a)]
+
+    def sample(self, n: int) -> list[dict]:
+        """Up to n rows from the first row group(s): enough to recognise the format without
+        decoding the whole file before the first page is on screen."""
+        return self.pages.rows(0, n)
+
+    def lengths(self, cancelled: Callable[[], bool] = lambda: False) -> np.ndarray | None:
+        """Bytes of each row's text (a column scan, once; None if cancelled)."""
+        if self._lengths is None:
+            self._lengths = self.pages.byte_lengths(cancelled)
+        return self._lengths
+
+
 class ListSource:
-    """Rows already in memory (JSON, CSV, Parquet, saved datasets via engine.data.load)."""
+    """Rows already in memory (JSON arrays, text corpora, hub datasets via engine.data.load)."""
 
     def __init__(self, rows: list[dict], lines: list[int | None], kind: str, path: Path):
         self._rows, self._lines, self.kind, self.path = rows, lines, kind, path
+        self._lengths: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -247,3 +436,8 @@ class ListSource:
 
     def rows(self, start: int, count: int) -> list[Row]:
         return [self.get(i) for i in range(start, min(start + count, len(self._rows)))]
+
+    def lengths(self, cancelled: Callable[[], bool] = lambda: False) -> np.ndarray:
+        if self._lengths is None:
+            self._lengths = np.array([len(json.dumps(r, ensure_ascii=False)) for r in self._rows], np.int64)
+        return self._lengths

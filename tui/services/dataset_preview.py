@@ -1,5 +1,7 @@
 """A bounded preview of a dataset for the Data screen, via engine.data (imported lazily:
-it may be absent or still loading heavy readers). Plain Python, run in a thread."""
+it may be absent or still loading heavy readers). Only the first records are read
+(engine.data.paged streams every format), so a preview of a huge file is as quick as a
+small one. Plain Python, run in a thread."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -39,33 +41,41 @@ def load_preview(path: str, limit: int = PREVIEW_ROWS) -> Preview:
     pv = Preview(source=path)
     try:
         from engine.data.errors import DataError
-        from engine.data.load import load_rows
+        from engine.data.paged import iter_batches, source_kind
     except ImportError as e:
         pv.error = f"the dataset loader is not available in this install ({e}); reinstall ftwb"
         return pv
+    rows: list[dict] = []
+    problems: list[tuple[int, int | None, str]] = []
     try:
-        res = load_rows(path, limit=limit)
+        kind, p = source_kind(path)
+        for batch in iter_batches(path, batch_rows=max(1, limit)):
+            problems += batch.errors
+            rows += [r for r in batch.rows if r is not None]
+            if len(rows) >= limit:
+                break
     except DataError as e:
         pv.error = str(e)
         return pv
     except Exception as e:  # a reader library failed: say so in one line
         pv.error = f"{path}: could not be read ({type(e).__name__}: {e})"
         return pv
-    pv.source, pv.kind = str(res.source), res.kind
-    pv.problems = [f"{p.where()}: {p.message}" for p in res.problems[:50]]
+    rows = rows[:limit]
+    pv.source, pv.kind = str(p or path), kind
+    pv.problems = [msg for _, _, msg in problems[:50]]  # each names its line or row
     try:
         from engine.data.detect import detect_format
 
-        pv.format, pv.format_reason = detect_format(res.rows)
+        pv.format, pv.format_reason = detect_format(rows)
     except ImportError:
         pass
     except DataError as e:
         pv.format, pv.format_reason = "unknown", str(e)
     cols: list[str] = []
-    for r in res.rows[:limit]:
+    for r in rows:
         for k in r:
             if k not in cols:
                 cols.append(k)
     pv.columns = cols
-    pv.rows = [[cell(r.get(c)) for c in cols] for r in res.rows[:limit]]
+    pv.rows = [[cell(r.get(c)) for c in cols] for r in rows]
     return pv

@@ -16,8 +16,8 @@ from typing import Callable
 
 import numpy as np
 
-from tui.services.dataset_index import (BadSource, LineIndex, LineSource, ListSource, Row, is_line_source,
-                                        sniff)
+from tui.services.dataset_index import (BadSource, ColumnarSource, CsvIndex, CsvSource, LineIndex, LineSource,
+                                        ListSource, Row, is_parquet, sniff)
 
 CHECK_LIMIT = 200_000      # rows handed to run_checks at most (said so in the findings header)
 STATS_SAMPLE = 20_000      # rows tokenised for the length histogram at most
@@ -29,19 +29,28 @@ class WorkbenchError(ValueError):
 
 
 def open_source(path: str | Path):
-    """(source, banner notes). JSONL is paged via a LineIndex the caller builds in a worker;
-    anything else is loaded by engine.data.load here. Raises BadSource for unusable files."""
+    """(source, banner notes). JSONL and CSV/TSV are paged via an index the caller builds
+    in a worker (`source.index.build`); Parquet (files or shard directories) and saved
+    datasets are paged by row group / Arrow file with their length known at once; JSON
+    arrays and text corpora are loaded whole. Raises BadSource for unusable sources."""
     from engine.data.errors import DataError
     from engine.data.load import load_rows, resolve_path
+    from engine.data.paged import ArrowPages, ParquetPages, source_kind
 
     p = Path(resolve_path(str(path)))
     if not p.exists():
         raise BadSource(f"{p}: file not found; check the path")
-    if p.is_file():
-        sniff(p)
-        if is_line_source(p):
-            return LineSource(LineIndex(p)), []
     try:
+        if p.is_file() and not is_parquet(p):
+            sniff(p)
+        kind, q = source_kind(p)
+        if kind == "jsonl":
+            return LineSource(LineIndex(q)), []
+        if kind == "csv":
+            return CsvSource(CsvIndex(q)), []
+        if kind in ("parquet", "hf_saved"):
+            pages = ParquetPages(q) if kind == "parquet" else ArrowPages(q)
+            return ColumnarSource(pages, kind), list(pages.notes)
         res = load_rows(p)
     except DataError as e:
         raise BadSource(str(e)) from None
@@ -56,8 +65,11 @@ def detect(source) -> tuple[str, str]:
     from engine.data.errors import DataError
 
     n = len(source)
-    step = max(1, n // FORMAT_SAMPLE)
-    rows = [r.data for r in (source.get(i) for i in range(0, n, step)) if r.data is not None][:FORMAT_SAMPLE]
+    if hasattr(source, "sample"):  # columnar: the first rows, not a decode of every row group
+        rows = source.sample(FORMAT_SAMPLE)
+    else:
+        step = max(1, n // FORMAT_SAMPLE)
+        rows = [r.data for r in (source.get(i) for i in range(0, n, step)) if r.data is not None][:FORMAT_SAMPLE]
     try:
         return detect_format(rows)
     except DataError as e:
@@ -66,7 +78,7 @@ def detect(source) -> tuple[str, str]:
 
 @dataclass
 class Workbench:
-    source: object                       # LineSource | ListSource
+    source: object                       # LineSource | CsvSource | ColumnarSource | ListSource
     fmt: str = "chat"
     reason: str = ""
     session: object | None = None        # engine.data.versions.Session, once cleaning starts
@@ -290,79 +302,143 @@ FILTER_HELP = ("regex over the row's JSON · check:ID · FIELD=VALUE · has:FIEL
 _LEN = re.compile(r"^len\s*([<>]=?)\s*(\d+)$")
 
 
-def _row_bytes(wb: Workbench, r: Row) -> int:
+def _row_bytes(wb: Workbench, r: Row, lens: np.ndarray | None = None) -> int:
+    """Bytes of a row: the source's own count (line bytes, Arrow text bytes) unless edited."""
+    if lens is not None and r.index < len(lens) and not wb.is_edited(r.index):
+        return int(lens[r.index])
     return r.size or len(json.dumps(r.data, ensure_ascii=False)) if r.data is not None else r.size
 
 
+_CMP = {"<": np.less, ">": np.greater, "<=": np.less_equal, ">=": np.greater_equal}
+
+
+def _index_mask(wb: Workbench, t: str, n: int, lens: Callable[[], np.ndarray | None]) -> np.ndarray | None:
+    """The term as a mask over the first n source rows when no row has to be read for it
+    (findings, lengths from the source's index or column scan, known unreadable rows); None
+    when it needs the rows' contents."""
+    if t.startswith("check:"):
+        if not wb.findings:
+            raise WorkbenchError("no check results yet: run the checks (c) first, then filter by check")
+        cid = t[6:].strip()
+        ids = np.array(sorted({f.row for f in wb.findings if f.check == cid}), np.int64)
+        mask = np.zeros(n, bool)
+        mask[ids[(ids >= 0) & (ids < n)]] = True
+        return mask
+    if wb.session is not None:  # edits and deletions live in the session's rows
+        return None
+    m = _LEN.match(t)
+    if m:
+        ls = lens()
+        return None if ls is None else _CMP[m.group(1)](ls[:n], int(m.group(2)))
+    if t in ("deleted", "edited"):
+        return np.zeros(n, bool)
+    if t in ("error", "unreadable") and wb.bad is not None:
+        mask = np.zeros(n, bool)
+        mask[wb.bad[wb.bad < n]] = True
+        return mask
+    return None
+
+
 def apply_filter(wb: Workbench, spec: str, cancelled: Callable[[], bool] = lambda: False) -> np.ndarray | None:
-    """Source row indices matching `spec` (see FILTER_HELP), in display order; None = all rows."""
+    """Source row indices matching `spec` (see FILTER_HELP), in display order; None = all rows.
+    Terms on lengths and findings are answered from the source's lengths() and the findings
+    alone, so sorting or filtering a big file by length reads no rows."""
     terms = [t.strip() for t in spec.split(" & ") if t.strip()]
     if not terms:
         return None
+    n = len(wb)
+    cached: list = []
+
+    def lens() -> np.ndarray | None:
+        if not cached:
+            ls = wb.source.lengths(cancelled) if hasattr(wb.source, "lengths") else None
+            cached.append(None if ls is None else np.asarray(ls)[:n])
+        return cached[0]
+
     sort_key = None
-    tests = []
+    tests, masks = [], []
     for t in terms:
         if t.startswith("sort:"):
             sort_key = t[5:].strip()
             continue
-        tests.append(_term(wb, t))
-    n = len(wb)
+        m = _index_mask(wb, t, n, lens)
+        if m is not None:
+            masks.append(m)
+        else:
+            tests.append(_term(wb, t))
+    if cancelled():
+        return np.zeros(0, np.int64)
+    mask = np.logical_and.reduce(masks) if masks else None
+    by_len = sort_key is not None and sort_key.lstrip("-") == "len"
+    rev = bool(sort_key) and sort_key.startswith("-")
+    if not tests and (sort_key is None or by_len):
+        out = np.flatnonzero(mask) if mask is not None else np.arange(n, dtype=np.int64)
+        if by_len:
+            ls = lens()
+            if ls is None:
+                return np.zeros(0, np.int64)
+            key = ls[out].astype(np.int64)
+            out = out[np.argsort(-key if rev else key, kind="stable")]
+        return out.astype(np.int64)
+    ls = lens() if (by_len or any(_LEN.match(t) for t in terms)) else None
     keep, keys = [], []
     for start in range(0, n, 4096):
         if cancelled():
             return np.zeros(0, np.int64)
+        if mask is not None and not mask[start:start + 4096].any():
+            continue
         for r in wb.rows(start, 4096):
-            if all(test(r) for test in tests):
+            if (mask is None or mask[r.index]) and all(test(r, ls) for test in tests):
                 keep.append(r.index)
                 if sort_key:
-                    keys.append(_sort_value(wb, r, sort_key))
+                    keys.append(_sort_value(wb, r, sort_key, ls))
     out = np.array(keep, np.int64)
     if sort_key:
-        rev = sort_key.startswith("-")
         order = sorted(range(len(keep)), key=lambda k: keys[k], reverse=rev)
         out = out[np.array(order, np.int64)] if order else out
     return out
 
 
-def _sort_value(wb: Workbench, r: Row, key: str):
+def _sort_value(wb: Workbench, r: Row, key: str, lens: np.ndarray | None = None):
     key = key.lstrip("-")
     if key == "len":
-        return (0, _row_bytes(wb, r))
+        return (0, _row_bytes(wb, r, lens))
     v = r.data.get(key) if r.data else None
     return (0, v) if isinstance(v, (int, float)) else (1, "" if v is None else str(v))
 
 
-def _term(wb: Workbench, t: str) -> Callable[[Row], bool]:
+def _term(wb: Workbench, t: str) -> Callable[[Row, np.ndarray | None], bool]:
+    """A test of one row (and the source's lengths, when they were needed)."""
     if t.startswith("check:"):
         cid = t[6:].strip()
         rows = {f.row for f in wb.findings if f.check == cid}
         if not wb.findings:
             raise WorkbenchError("no check results yet: run the checks (c) first, then filter by check")
-        return lambda r: r.index in rows
+        return lambda r, ls=None: r.index in rows
     if t.startswith("has:"):
         name = t[4:].strip()
-        return lambda r: r.data is not None and name in r.data
+        return lambda r, ls=None: r.data is not None and name in r.data
     if t == "deleted":
-        return lambda r: wb.deleted(r.index)
+        return lambda r, ls=None: wb.deleted(r.index)
     if t == "edited":
-        return lambda r: wb.is_edited(r.index)
+        return lambda r, ls=None: wb.is_edited(r.index)
     if t in ("error", "unreadable"):
-        return lambda r: r.error is not None
+        return lambda r, ls=None: r.error is not None
     m = _LEN.match(t)
     if m:
         op, num = m.group(1), int(m.group(2))
         cmp = {"<": lambda a: a < num, ">": lambda a: a > num, "<=": lambda a: a <= num, ">=": lambda a: a >= num}[op]
-        return lambda r: cmp(_row_bytes(wb, r))
+        return lambda r, ls=None: cmp(_row_bytes(wb, r, ls))
     fm = re.match(r"^([A-Za-z_][\w.-]*)\s*=\s*(.*)$", t)
     if fm:
         name, want = fm.group(1), fm.group(2).strip().strip("'\"")
-        return lambda r: r.data is not None and name in r.data and str(r.data[name]) == want
+        return lambda r, ls=None: r.data is not None and name in r.data and str(r.data[name]) == want
     try:
         rx = re.compile(t, re.IGNORECASE)
     except re.error as e:
         raise WorkbenchError(f"bad regex {t!r} ({e}); escape special characters with \\") from None
 
-    def match(r: Row) -> bool:
+    def match(r: Row, ls=None) -> bool:
         if r.data is not None:
             return rx.search(json.dumps(r.data, ensure_ascii=False)) is not None
         return rx.search(r.preview or r.error or "") is not None
