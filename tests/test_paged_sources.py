@@ -1,0 +1,227 @@
+"""Every dataset format paged: the browser's pages and engine.data.paged.iter_batches give
+exactly the rows (and row problems) of a full engine.data.load.load_rows read."""
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from engine.data.errors import DataError
+from engine.data.load import load_rows
+from engine.data.paged import iter_batches
+from tui.services.dataset_index import PAGE, BadSource, ColumnarSource, CsvSource, LineSource
+from tui.services.dataset_session import Workbench, apply_filter, open_source
+
+N = 500
+
+
+def _rows(n: int = N) -> list[dict]:
+    return [{"id": i, "text": f"row {i} " + "x" * (i * 7 % 53),
+             "messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": "a" * (i % 11)}]}
+            for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory):
+    import datasets
+
+    d = tmp_path_factory.mktemp("paged")
+    rows = _rows()
+    out = {}
+    with open(d / "a.jsonl", "w") as fh:
+        for r in rows:
+            fh.write(json.dumps(r) + "\n")
+    out["jsonl"] = d / "a.jsonl"
+    flat = [{"id": str(r["id"]), "text": r["text"]} for r in rows]
+    with open(d / "a.csv", "w", newline="") as fh:
+        fh.write("id,text\n")
+        for r in flat:  # every 9th record holds a quoted newline, a quoted comma and quotes
+            t = f'"{r["text"]}\nsecond line, with ""quotes"""' if int(r["id"]) % 9 == 0 else r["text"]
+            fh.write(f"{r['id']},{t}\n")
+            if int(r["id"]) % 50 == 0:
+                fh.write("\n,\n")  # blank records: skipped, as load skips them
+    out["csv"] = d / "a.csv"
+    with open(d / "a.tsv", "w", newline="") as fh:
+        fh.write("id\ttext\r\n" + "".join(f"{r['id']}\t{r['text']}\r\n" for r in flat))
+    out["tsv"] = d / "a.tsv"
+    table = pa.Table.from_pylist(rows)
+    pq.write_table(table, d / "a.parquet", row_group_size=37)
+    out["parquet"] = d / "a.parquet"
+    (d / "shards").mkdir()
+    pq.write_table(table.slice(0, 200), d / "shards" / "part-00000.parquet", row_group_size=64)
+    pq.write_table(table.slice(200), d / "shards" / "part-00001.parquet", row_group_size=64)
+    out["shards"] = d / "shards"
+    datasets.Dataset.from_list(rows).save_to_disk(str(d / "hf"), max_shard_size="40KB")
+    out["hf"] = d / "hf"
+    datasets.DatasetDict({"test": datasets.Dataset.from_list(rows[:7]),
+                          "train": datasets.Dataset.from_list(rows)}).save_to_disk(str(d / "hfdict"))
+    out["hfdict"] = d / "hfdict"
+    (d / "a.json").write_text(json.dumps(rows))
+    out["json"] = d / "a.json"
+    return out
+
+
+def _full(path):
+    """What a full read gives; a shard directory is its files read one after the other."""
+    if path.is_dir() and path.name == "shards":
+        parts = [load_rows(f) for f in sorted(path.iterdir())]
+        return [r for p in parts for r in p.rows], [x for p in parts for x in p.lines]
+    res = load_rows(path)
+    assert not res.problems
+    return res.rows, res.lines
+
+
+def _open(path):
+    src, notes = open_source(path)
+    if hasattr(src, "index"):
+        src.index.build()
+        assert src.index.done and src.index.error is None
+    return src, notes
+
+
+KINDS = ["jsonl", "csv", "tsv", "parquet", "shards", "hf", "hfdict", "json"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_pages_are_the_rows_of_a_full_read(sources, kind):
+    path = sources[kind]
+    rows, lines = _full(path)
+    src, _ = _open(path)
+    assert len(src) == len(rows) == N
+    want_type = {"jsonl": LineSource, "csv": CsvSource, "tsv": CsvSource, "parquet": ColumnarSource,
+                 "shards": ColumnarSource, "hf": ColumnarSource, "hfdict": ColumnarSource}.get(kind)
+    if want_type:
+        assert type(src) is want_type
+    # first page, a page across a row group (37, 64) / Arrow file / cache-page boundary, the last page
+    for a, b in ((0, PAGE), (60, 140), (190, 260), (N - 45, N)):
+        got = src.rows(a, b - a)
+        assert [r.data for r in got] == rows[a:b], (kind, a, b)
+        assert [r.index for r in got] == list(range(a, b))
+        assert [r.line for r in got] == lines[a:b]
+    assert src.get(N - 1).data == rows[-1]
+    assert src.get(123).data == rows[123]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_iter_batches_concatenated_is_the_full_read(sources, kind):
+    rows, lines = _full(sources[kind])
+    got, got_lines, starts = [], [], []
+    for b in iter_batches(sources[kind], batch_rows=64):
+        assert not b.errors
+        starts.append(b.start)
+        got += b.rows
+        got_lines += b.lines
+        assert 0 <= b.done_bytes <= b.total_bytes or b.total_bytes == 0
+    assert got == rows and got_lines == lines
+    assert starts == list(range(0, N, 64))
+    tail = [r for b in iter_batches(sources[kind], batch_rows=100, start=450) for r in b.rows]
+    assert tail == rows[450:]
+
+
+def test_jsonl_with_bad_lines_same_rows_and_problems(tmp_path):
+    p = tmp_path / "bad.jsonl"
+    good = _rows(40)
+    lines = [json.dumps(r) for r in good]
+    lines[3] = "{not json"
+    lines[10] = "[1, 2]"
+    lines[17] = ""                       # blank: not a record
+    lines[25] = '{"a": 1} trailing'
+    blob = ("\r\n".join(lines) + "\n").encode()
+    blob = blob.replace(b'"q30"', b'"q\xff30"')  # one line of bad UTF-8
+    p.write_bytes(b"\xef\xbb\xbf" + blob)
+    res = load_rows(p)
+    assert len(res.problems) == 4
+    rows, errors, row_lines = [], [], []
+    for b in iter_batches(p, batch_rows=7):
+        rows += b.rows
+        errors += b.errors
+        row_lines += b.lines
+    assert [r for r in rows if r is not None] == res.rows
+    assert [ln for r, ln in zip(rows, row_lines) if r is not None] == res.lines
+    assert errors == [(pr.row, pr.line, pr.message) for pr in res.problems]
+    assert all(rows[i] is None for i, _, _ in errors)
+    # the browser shows the same rows, the bad ones marked at the same lines
+    src, _ = _open(p)
+    shown = src.rows(0, len(src))
+    assert [r.data for r in shown if r.error is None] == res.rows
+    assert [r.line for r in shown if r.error] == [pr.line for pr in res.problems]
+
+
+def test_cancelled_stops_iteration_and_index_build(sources, tmp_path):
+    calls = []
+
+    def cancelled() -> bool:
+        calls.append(1)
+        return len(calls) > 3
+
+    for kind in ("jsonl", "csv", "parquet", "hf"):
+        calls.clear()
+        got = list(iter_batches(sources[kind], batch_rows=10, cancelled=cancelled))
+        assert 1 <= len(got) <= 3, kind
+    big = tmp_path / "big.jsonl"
+    big.write_text(("{\"text\": \"" + "y" * 200 + "\"}\n") * 30_000)  # 6 MB: the first 1 MB chunk, then stop
+    src, _ = open_source(big)
+    calls.clear()
+    calls.extend([1, 1])
+    src.index.build(cancelled=cancelled)
+    assert not src.index.done and 0 < len(src.index) < 30_000
+
+
+def test_csv_record_lines_and_session_mapping(sources):
+    """CSV records keep the line they start on (quoted newlines span lines), so cleaning maps
+    session rows onto the browser's rows."""
+    src, _ = _open(sources["csv"])
+    res = load_rows(sources["csv"])
+    assert [r.line for r in src.rows(0, N)] == res.lines
+    assert src.get(9).data["text"].endswith('second line, with "quotes"')
+    wb = Workbench(src)
+    wb.start_session()
+    assert all(wb._sid(i) == i for i in range(N))
+    wb.delete([5])
+    assert wb.deleted(5) and not wb.deleted(6)
+
+
+def test_csv_bad_record_is_one_unreadable_row(tmp_path):
+    p = tmp_path / "bad.csv"
+    p.write_bytes(b"a,b\n1,2\n3,\xff\n4,5,6\n7,8\n")
+    src, _ = _open(p)
+    got = src.rows(0, 10)
+    assert [r.data for r in got] == [{"a": "1", "b": "2"}, None, None, {"a": "7", "b": "8"}]
+    assert "UTF-8" in got[1].error and "more than the 2 columns" in got[2].error
+    with pytest.raises(DataError, match="UTF-8"):  # a full read refuses the file, as load does
+        list(iter_batches(p))
+    (tmp_path / "nohead.csv").write_text("\n\n")
+    with pytest.raises(BadSource, match="empty|header"):
+        open_source(tmp_path / "nohead.csv")
+
+
+def test_saved_dataset_dict_opens_train_split(sources):
+    src, notes = _open(sources["hfdict"])
+    assert notes == ["split 'train' of test, train"]
+    assert load_rows(sources["hfdict"]).notes == notes
+
+
+def test_sort_and_filter_by_length_read_no_rows(sources):
+    """Length terms come from the source's lengths() (index bytes / Arrow column scan)."""
+    for kind in ("jsonl", "parquet", "hf", "json"):
+        src, _ = _open(sources[kind])
+        wb = Workbench(src)
+        lens = src.lengths()
+        assert len(lens) == N and (lens > 0).all()
+        read = []
+        orig = src.rows
+        src.rows = lambda a, c: read.append(a) or orig(a, c)
+        cut = int(sorted(lens)[N // 2])
+        got = apply_filter(wb, f"len>{cut} & sort:-len")
+        assert read == [], kind
+        want = sorted((i for i in range(N) if lens[i] > cut), key=lambda i: -lens[i])
+        assert got.tolist() == want
+        # a content term still reads rows, and combines with the length mask
+        got = apply_filter(wb, f"len>{cut} & row 1")
+        assert read and got.tolist() == [i for i in range(N) if lens[i] > cut and str(i).startswith("1")]
+        src.rows = orig
+    jl, _ = _open(sources["jsonl"])
+    with open(sources["jsonl"], "rb") as fh:
+        assert jl.lengths().tolist() == [len(line.rstrip(b"\n")) for line in fh]
