@@ -153,3 +153,78 @@ async def test_single_process_run_keeps_the_engine_memory_lines(tmp_path):
         text = pane.render().plain
         assert "engine dev0 alloc 1.0 GiB  res 2.0" in text and "rank " not in text and "tok/s" not in text
         assert "processes" not in app.screen.query_one("#train-title").render().plain
+
+
+# ---------------------------------------------------------------- Config screen
+
+def _config_app(tmp_path, cfg: C.RunConfig) -> FtwbApp:
+    from tui.services.open_target import Target
+
+    target = Target(config=cfg)
+    target.mode = "config"
+    return FtwbApp(target, theme="ftwb-256", runs_dir=str(tmp_path / "runs"), sample_devices=False)
+
+
+async def _config_ready(pilot, app) -> None:
+    await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfigScreen"
+                   and getattr(app.screen, "_synced", None) is not None, what="config screen")
+    await pilot.pause(0.2)
+
+
+async def test_config_devices_field_sets_the_effective_batch_and_round_trips_to_yaml(tmp_path):
+    from textual.widgets import Input
+
+    from tui.widgets.config.batch_summary import BatchSummary
+
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join('{"text": "%s"}\n' % ("x" * 40) for _ in range(1000)))
+    cfg = C.from_dict({"data": {"path": str(data), "val_split": 0.1, "packing": False},
+                       "train": {"micro_batch_size": 4, "grad_accum": 8, "epochs": 1}})
+    app = _config_app(tmp_path, cfg)
+    out = tmp_path / "multi.yaml"
+    async with app.run_test(size=(120, 40)) as pilot:
+        await _config_ready(pilot, app)
+        screen = app.screen
+        summary = screen.query_one(BatchSummary)
+        await wait_for(pilot, lambda: getattr(summary, "steps", None) == 29, what="steps")  # 900 rows / 32
+        devices = screen.query_one("#cfg-train--devices", Input)
+        devices.value = "2"
+        await pilot.pause(0.1)
+        text = str(summary.render())
+        assert "micro 4 × accum 8 × 2 devices = 64" in text, text
+        assert summary.effective_batch == 64 and summary.steps == 15  # 225 micro-batches / 16
+        assert "per device" in text and "DDP" in text
+        assert app.config.train.devices == 2
+
+        devices.value = "0, 2"  # GPU indices: two devices
+        await pilot.pause(0.1)
+        assert app.config.train.devices == [0, 2] and screen.valid
+        assert "× 2 devices = 64" in str(summary.render())
+
+        devices.value = "0"
+        await pilot.pause(0.1)
+        assert not screen.valid
+        assert "train.devices: 0 is out of range" in str(screen.row("train.devices").query_one(".field-error").render())
+
+        devices.value = "[1]"  # one GPU, index 1: one device, the single-device line
+        await pilot.pause(0.1)
+        assert screen.valid and app.config.train.devices == [1]
+        assert "effective batch 32 = 4 micro x 8 accum x 1 device" in str(summary.render())
+
+        devices.value = "0, 1, 2, 3"
+        screen.query_one("#config-file", Input).value = str(out)
+        await pilot.pause(0.1)
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmDialog", what="confirm")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: out.exists(), what="saved")
+        assert C.load(out).train.devices == [0, 1, 2, 3]
+
+        # Load puts the list back into the field as a list ([1] would otherwise read as "1 device").
+        edited = C.load(out)
+        edited.train.devices = [3]
+        C.save(edited, out)
+        await _config_ready(pilot, app)
+        await pilot.press("ctrl+o")
+        await wait_for(pilot, lambda: devices.value == "[3]", what="loaded")
+        assert app.config.train.devices == [3] and screen.valid

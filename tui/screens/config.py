@@ -63,6 +63,7 @@ class ConfigScreen(Screen):
         self.problem: str | None = None           # why the whole form is invalid
         self.models = E.ModelConfigs()
         self.gpu_detected: int | None = None
+        self.gpu_count: int | None = None  # what `train.devices: all` means here
         self.gpu_target = E.DEFAULT_GPU_GB * E.GB
         self.rows_cache: dict[str, E.DataSize] = {}
         self._timer: Timer | None = None
@@ -255,8 +256,11 @@ class ConfigScreen(Screen):
         size = self.rows_cache.get(path)
         if size is None:
             self._count_rows(path)
+        devices = C.device_count(cfg.train.devices) or self.gpu_count or 1
         self.query_one(BatchSummary).show(cfg.train.micro_batch_size, cfg.train.grad_accum,
-                                          E.steps_info(cfg, size), E.auto_fit_line(cfg, self.app.runs_dir))
+                                          E.steps_info(cfg, size, devices), E.auto_fit_line(cfg, self.app.runs_dir),
+                                          all_unknown=cfg.train.devices == "all" and self.gpu_count is None,
+                                          strategy_note=E.strategy_note(cfg))
 
     @work(thread=True, exclusive=True, group="cfg-rows", exit_on_error=False)
     def _count_rows(self, path: str) -> None:
@@ -269,10 +273,10 @@ class ConfigScreen(Screen):
 
     @work(thread=True, group="cfg-gpu", exit_on_error=False)
     def _detect_gpu(self) -> None:
-        total = E.detect_gpu()
+        total, count = E.detect_gpu(), E.detect_gpu_count()
 
         def done() -> None:
-            self.gpu_detected = total
+            self.gpu_detected, self.gpu_count = total, count
             self.query_one("#gpu-row").set_class(total is not None, "-detected")
             self._recompute()
         self.app.call_from_thread(done)

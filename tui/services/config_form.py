@@ -58,6 +58,8 @@ def to_text(value: Any) -> str:
         return ""
     if isinstance(value, dict) or (isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value)):
         return _flow(value)  # mappings and lists of sources as YAML flow text: {a: b}, [x, {path: y}]
+    if isinstance(value, list) and value and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return _flow(value)  # [2] (GPU index 2) must not read back as 2 (two GPUs)
     if isinstance(value, list):
         return ", ".join(str(v) for v in value)
     return str(value)
@@ -93,8 +95,14 @@ def from_text(text: str, meta: dict) -> Any:
     if union:
         if int in non_none and s.lstrip("-").isdigit():
             return int(s)
-        if any(get_origin(a) is list for a in non_none):
-            return [p.strip() for p in s.split(",") if p.strip()] if "," in s else s
+        lists = [a for a in non_none if get_origin(a) is list]
+        if lists:
+            if "," not in s:
+                return s
+            parts = [p.strip() for p in s.split(",") if p.strip()]
+            if int in get_args(lists[0]):  # GPU indices typed as 0, 2
+                return [int(p) if p.lstrip("-").isdigit() else p for p in parts]
+            return parts
         base = non_none[0] if len(non_none) == 1 else str
     if base is int:
         try:
