@@ -3,13 +3,19 @@
 Used by `ftwb train` and by the TUI. The engine gets its own session (so a hangup of the
 terminal, SSH or tmux does not reach it), its stdout/stderr go to engine.log, and events
 travel on a dedicated pipe whose write end is passed as FTWB_EVENT_FD. Plain Python.
+
+On several devices (train.devices or --devices) the same detached start runs torchrun
+instead, through `python -m engine.distributed` (torchrun in-process with the engine's
+signal handling): one engine per device, the event pipe reaching rank 0, torchrun's
+per-rank logs in RUN_DIR/ranks and, with --tee, every rank's lines in engine.log. The pid
+the run records is that of the torchrun agent, and a signal to it reaches every rank.
 """
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine import config as C
@@ -23,6 +29,83 @@ class Launched:
     proc: subprocess.Popen
     event_fd: int | None  # read end of the event pipe; None when detached
     log_offset: int = 0   # size of events.jsonl before this engine started: older events are history
+
+
+@dataclass
+class DistOptions:
+    """How many processes, on how many machines: --devices and the torchrun flags."""
+    devices: int | str | list[int] | None = None  # None: the run's train.devices
+    nnodes: int = 1
+    node_rank: int | None = None
+    rdzv_endpoint: str | None = None  # HOST:PORT of the rendezvous (the first node) for several nodes
+    rdzv_id: str | None = None
+    master_port: int | None = None    # one machine: a free port unless given
+    extra: list[str] = field(default_factory=list)
+
+
+def parse_devices(text: str) -> int | str | list[int]:
+    """--devices: a count, 'all', or GPU indices '0,2' (as train.devices)."""
+    t = text.strip().lower()
+    if t == "all":
+        return "all"
+    try:
+        if "," in t:
+            return [int(x) for x in t.split(",") if x.strip()]
+        return int(t)
+    except ValueError:
+        raise C.ConfigError(f"--devices: {text!r} is not allowed; give a count (2), 'all', or GPU indices "
+                            "such as 0,2") from None
+
+
+def plan_processes(devices, gpus: int | None = None) -> tuple[int, str | None]:
+    """(processes on this machine, CUDA_VISIBLE_DEVICES to set or None) for train.devices.
+    Without GPUs a count means that many CPU processes (gloo)."""
+    from engine import distributed
+
+    gpus = distributed.gpu_count() if gpus is None else gpus
+    if devices == "all":
+        return max(1, gpus), None
+    if isinstance(devices, list):
+        if not gpus:
+            raise C.ConfigError(f"train.devices: {devices!r} names GPUs and this machine has none; give a count "
+                                "(such as 2) to train on that many CPU processes")
+        if max(devices) >= gpus:
+            raise C.ConfigError(f"train.devices: GPU {max(devices)} does not exist; this machine has {gpus} "
+                                f"visible GPU(s), numbered 0 to {gpus - 1}")
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+        ids = [v.strip() for v in visible.split(",") if v.strip()] if visible.strip() else None
+        return len(devices), ",".join(ids[i] if ids else str(i) for i in devices)
+    n = int(devices)
+    if gpus and n > gpus:
+        raise C.ConfigError(f"train.devices: {n} is more than the {gpus} GPU(s) this machine has; give at most "
+                            f"{gpus}, or 'all'")
+    return n, None
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun_argv(run_dir: Path, nproc: int, dist: DistOptions) -> list[str]:
+    """`python -m engine.distributed` + torchrun's own flags, ending in `-m engine run RUN_DIR`."""
+    argv = [sys.executable, "-m", "engine.distributed", "--nproc-per-node", str(nproc),
+            "--nnodes", str(dist.nnodes)]
+    if dist.rdzv_endpoint:
+        argv += ["--rdzv-backend", "c10d", "--rdzv-endpoint", dist.rdzv_endpoint,
+                 "--rdzv-id", dist.rdzv_id or "ftwb"]
+        if dist.node_rank is not None:
+            argv += ["--node-rank", str(dist.node_rank)]
+    elif dist.nnodes > 1:
+        raise C.ConfigError("--nnodes: several machines need --rdzv-endpoint HOST:PORT (an address of the first "
+                            "machine that all of them reach), the same on every machine")
+    else:
+        argv += ["--master-addr", "127.0.0.1", "--master-port", str(dist.master_port or _free_port())]
+    argv += ["--log-dir", str(run_dir / "ranks"), "--redirects", "3", "--tee", "3", *dist.extra]
+    return argv + ["-m", "engine", "run", str(run_dir)]
 
 
 def resolve_paths(cfg: C.RunConfig, base: Path | None = None) -> C.RunConfig:
@@ -73,11 +156,26 @@ def _default_name(cfg: C.RunConfig) -> str:
     return f"{model}-{cfg.method}"
 
 
-def spawn(run_dir: Path, resume: bool = False, pipe: bool = True, extra_env: dict | None = None) -> Launched:
-    argv = [sys.executable, "-m", "engine", "run", str(run_dir)]
+def spawn(run_dir: Path, resume: bool = False, pipe: bool = True, extra_env: dict | None = None,
+          dist: DistOptions | None = None) -> Launched:
+    dist = dist or DistOptions()
+    devices = dist.devices
+    if devices is None:
+        devices = C.load(run_dir / rundir.CONFIG).train.devices
+    nproc, visible = plan_processes(devices) if devices != 1 else (1, None)
+    if nproc > 1 or dist.nnodes > 1:
+        objective = C.load(run_dir / rundir.CONFIG).train.objective
+        if objective != "sft":
+            raise C.ConfigError(f"train.devices: {devices!r} means {nproc} processes, and train.objective: "
+                                f"{objective} trains on one device; pass --devices 1")
+        argv = torchrun_argv(run_dir, nproc, dist)
+    else:
+        argv = [sys.executable, "-m", "engine", "run", str(run_dir)]
     if resume:
         argv.append("--resume")
     env = dict(os.environ)
+    if visible is not None:
+        env["CUDA_VISIBLE_DEVICES"] = visible
     env["PYTHONUNBUFFERED"] = "1"
     # The engine must import the same code as this process, whatever its cwd.
     root = str(Path(__file__).resolve().parents[1])
@@ -133,12 +231,21 @@ def exit_reason(run_dir: Path, code: int) -> str:
         lines = [ln for ln in (run_dir / rundir.LOG).read_text(errors="replace").splitlines() if ln.strip()]
     except FileNotFoundError:
         lines = []
-    last = lines[-1].removeprefix("ftwb engine: ") if lines else ""
+    own = [ln.split("ftwb engine: ", 1)[1] for ln in lines if "ftwb engine: " in ln]  # [defaultN]: under torchrun
+    last = own[-1] if own else lines[-1] if lines else ""
     return last or f"the engine exited with code {code} before starting"
 
 
-def start(cfg: C.RunConfig, runs_dir: str | None = None, name: str | None = None, pipe: bool = True) -> Launched:
-    return spawn(prepare_run(cfg, runs_dir, name), pipe=pipe)
+def start(cfg: C.RunConfig, runs_dir: str | None = None, name: str | None = None, pipe: bool = True,
+          dist: DistOptions | None = None) -> Launched:
+    path = prepare_run(cfg, runs_dir, name)
+    try:
+        return spawn(path, pipe=pipe, dist=dist)
+    except C.ConfigError:  # refused before any process started: leave no empty run behind
+        import shutil
+
+        shutil.rmtree(path, ignore_errors=True)
+        raise
 
 
 def config_changes(run_dir: Path, ckpt: Path) -> list[tuple[str, object, object]]:
@@ -157,7 +264,7 @@ def config_changes(run_dir: Path, ckpt: Path) -> list[tuple[str, object, object]
     return allowed
 
 
-def resume(run_dir: str | os.PathLike, pipe: bool = True) -> Launched:
+def resume(run_dir: str | os.PathLike, pipe: bool = True, dist: DistOptions | None = None) -> Launched:
     run_dir = Path(run_dir)
     if not (run_dir / rundir.CONFIG).exists():
         raise rundir.RunDirError(f"{run_dir} is not a run directory (no {rundir.CONFIG})")
@@ -167,4 +274,4 @@ def resume(run_dir: str | os.PathLike, pipe: bool = True) -> Launched:
     if not ckpts:
         raise rundir.RunDirError(f"{run_dir} has no complete checkpoint to resume from")
     config_changes(run_dir, ckpts[-1])  # refused before any process starts
-    return spawn(run_dir, resume=True, pipe=pipe)
+    return spawn(run_dir, resume=True, pipe=pipe, dist=dist)

@@ -33,6 +33,15 @@ def register(sub) -> None:
     p.add_argument("--resume", metavar="RUN_DIR", help="continue a stopped or crashed run from its last checkpoint")
     p.add_argument("--allow-findings", action="store_true",
                    help="train even though the dataset has secrets or PII (same as data.allow_findings: true)")
+    g = p.add_argument_group("several devices and machines (torchrun)")
+    g.add_argument("--devices", metavar="N|all|0,2",
+                   help="processes to train on: a count, 'all' GPUs, or GPU indices (overrides train.devices); "
+                        "without GPUs, N CPU processes")
+    g.add_argument("--nnodes", type=int, default=1, help="machines taking part (run the same command on each)")
+    g.add_argument("--node-rank", type=int, help="this machine's index, 0 to nnodes-1")
+    g.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="rendezvous address on the first machine (several machines)")
+    g.add_argument("--rdzv-id", help="rendezvous id, the same on every machine (default ftwb)")
+    g.add_argument("--master-port", type=int, help="port of the one-machine rendezvous (default: a free one)")
     p.set_defaults(func=run)
 
 
@@ -76,15 +85,29 @@ def _findings_gate(cfg) -> str | None:
             "redact, P), or train anyway with --allow-findings or data.allow_findings: true")
 
 
+def _dist_options(args: argparse.Namespace):
+    from engine import launch
+
+    devices = launch.parse_devices(args.devices) if getattr(args, "devices", None) else None
+    if getattr(args, "nnodes", 1) < 1:
+        from engine.config import ConfigError
+
+        raise ConfigError(f"--nnodes: {args.nnodes} is out of range; give at least 1")
+    return launch.DistOptions(devices=devices, nnodes=getattr(args, "nnodes", 1), node_rank=getattr(args, "node_rank", None),
+                              rdzv_endpoint=getattr(args, "rdzv_endpoint", None), rdzv_id=getattr(args, "rdzv_id", None),
+                              master_port=getattr(args, "master_port", None))
+
+
 def run(args: argparse.Namespace) -> int:
     from engine import config as C
     from engine import launch, rundir
 
     try:
+        dist = _dist_options(args)
         if args.resume:
             if args.config or args.demo:
                 return _err("--resume takes a run directory; do not pass a config or --demo with it")
-            launched = launch.resume(args.resume, pipe=not args.detach)
+            launched = launch.resume(args.resume, pipe=not args.detach, dist=dist)
         else:
             if bool(args.demo) == bool(args.config):
                 return _err("pass a config file or --demo (one of them)")
@@ -99,11 +122,14 @@ def run(args: argparse.Namespace) -> int:
                 return _err(problem)
             if args.allow_findings:
                 cfg.data.allow_findings = True  # recorded in the run's config.yaml
+            if dist.devices is not None:
+                cfg.train.devices = dist.devices  # recorded too: a resume takes it unless --devices says otherwise
+                C.from_dict(cfg.to_dict())  # the same checks as train.devices in a config file
             problem = _findings_gate(launch.resolve_paths(cfg))
             if problem:
                 return _err(problem)
             launched = launch.start(cfg, runs_dir=args.runs_dir, name=args.name or _DEMO_NAMES.get(args.demo),
-                                    pipe=not args.detach)
+                                    pipe=not args.detach, dist=dist)
     except (C.ConfigError, rundir.RunDirError) as e:
         return _err(str(e))
     if args.detach:

@@ -7,6 +7,10 @@ newest intact checkpoint. Rotation keeps the last K plus the best by validation 
 deletes a checkpoint's manifest first, so a kill mid-rotation leaves it incomplete, never
 "complete" without its weights. A write that fails (a full disk) removes its temporary
 directory and raises DiskError with the path and the free space.
+
+A run on several processes saves from rank 0 alone (the weights and optimizer state are
+the same on every rank) with every rank's RNG state: rng.pt is rank 0's, rng-rank<r>.pt
+rank r's, so a resume on the same world size continues each rank's dropout exactly.
 """
 from __future__ import annotations
 
@@ -95,12 +99,20 @@ def weights_finite(model) -> bool:
 CONFIG = "config.yaml"  # the config this checkpoint was trained with (a resume diffs against it)
 
 
+def path_of(run_dir: Path, step: int) -> Path:
+    return Path(run_dir) / rundir.CHECKPOINTS / f"checkpoint-{step}"
+
+
+def rng_file(rank: int) -> str:
+    return "rng.pt" if rank == 0 else f"rng-rank{rank}.pt"
+
+
 def save(run_dir: Path, step: int, model, tokenizer, optimizer, scheduler, state: dict, method: str,
-         config_text: str | None = None) -> Path:
+         config_text: str | None = None, rank_rngs: list | None = None) -> Path:
     import torch
 
     root = run_dir / rundir.CHECKPOINTS
-    final = root / f"checkpoint-{step}"
+    final = path_of(run_dir, step)
     tmp = root / f".tmp-checkpoint-{step}-{os.getpid()}"
     try:
         root.mkdir(exist_ok=True)
@@ -108,7 +120,8 @@ def save(run_dir: Path, step: int, model, tokenizer, optimizer, scheduler, state
         save_weights(model, tokenizer, tmp, method)
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        torch.save(rng_state(), tmp / "rng.pt")
+        for r, rng in enumerate(rank_rngs or [rng_state()]):
+            torch.save(rng, tmp / rng_file(r))
         (tmp / STATE).write_text(json.dumps(state, indent=1))
         if config_text is not None:
             (tmp / CONFIG).write_text(config_text)
@@ -166,13 +179,18 @@ def verify(ckpt: Path) -> str | None:
     return None
 
 
-def load(ckpt: Path, model, optimizer, scheduler, method: str) -> dict:
+def load(ckpt: Path, model, optimizer, scheduler, method: str, rank: int = 0) -> dict:
+    """Weights, optimizer, scheduler and this rank's RNG state (rank 0's when the checkpoint
+    was saved by fewer processes, then offset by the rank so ranks do not share dropout)."""
     import torch
 
     load_weights(model, ckpt, method)
-    optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=False))
+    optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=False, map_location="cpu"))
     scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=False))
-    set_rng_state(torch.load(ckpt / "rng.pt", weights_only=False))
+    own = ckpt / rng_file(rank)
+    set_rng_state(torch.load(own if own.exists() else ckpt / "rng.pt", weights_only=False))
+    if rank and not own.exists():
+        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,)).item()) + rank)
     return json.loads((ckpt / STATE).read_text())
 
 

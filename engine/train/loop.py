@@ -4,6 +4,16 @@ One object owns the mutable training state (step, data position, best val loss) 
 checkpoint captures all of it and resume continues exactly where it stopped: the batch
 plan of each epoch is a pure function of (seed, epoch), so the data position is just
 (epoch, micro-batch index).
+
+On several processes (engine.distributed) an optimizer step takes a window of
+grad_accum x world_size consecutive micro-batches of that one plan, and rank r trains the
+r-th grad_accum of them: no example twice, the same order as one process with grad_accum
+x world_size, and a window that runs past the end of an epoch's plan continues into the
+next epoch's (wrapping), so every rank has grad_accum micro-batches at every step. The
+loss is divided by the step's GLOBAL trained-token count and the gradients are summed
+over the ranks, so the step equals that one-process step up to float summation order.
+The data position stays a micro-batch index of the plan, whatever the world size: a run
+resumed on a different number of processes continues at the same example.
 """
 from __future__ import annotations
 
@@ -15,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from engine.config import RunConfig
+from engine import distributed
 from engine.data import pack
 from engine.train import checkpoint as ckpt
 from engine.train import preference
@@ -80,8 +91,10 @@ class State:
 
 class Trainer:
     def __init__(self, cfg: RunConfig, run_dir: Path, model, tokenizer, train: list[dict],
-                 val: list[dict], device: str, emit: Callable[..., Any], control: Control):
+                 val: list[dict], device: str, emit: Callable[..., Any], control: Control,
+                 world: distributed.World | None = None):
         self.cfg, self.run_dir, self.model, self.tok = cfg, run_dir, model, tokenizer
+        self.world = world or distributed.world()
         self.train_items, self.val_items = train, val
         self.device, self.emit, self.control = device, emit, control
         self.attn = getattr(model.config, "_attn_implementation", None) or "sdpa"
@@ -96,7 +109,7 @@ class Trainer:
         self.state = State()
         self._plans: dict[int, list[list[int]]] = {}
         t = cfg.train
-        per_epoch = max(1, math.ceil(len(self.plan(0)) / t.grad_accum))
+        per_epoch = max(1, math.ceil(len(self.plan(0)) / self._window()))
         self.steps_per_epoch = per_epoch
         # N evals/saves per epoch (imported configs) become step intervals now that an epoch's steps are known.
         for n, key in ((t.evals_per_epoch, "eval_every"), (t.saves_per_epoch, "save_every")):
@@ -169,11 +182,20 @@ class Trainer:
             self._plans = {epoch: pack.plan_batches(self.lengths, rows, seq, d.packing, t.seed, epoch)}
         return self._plans[epoch]
 
+    def _window(self) -> int:
+        """Micro-batches one optimizer step takes over all ranks."""
+        return self.cfg.train.grad_accum * self.world.world_size
+
+    def _share(self, window: list) -> list:
+        """This rank's grad_accum micro-batches of a step's window."""
+        g = self.cfg.train.grad_accum
+        return window[self.world.rank * g:(self.world.rank + 1) * g]
+
     def _next_micro_batches(self, start: tuple[int, int] | None = None) -> list[tuple[list[int], int, int]]:
-        """The next grad_accum micro-batches as (indices, epoch, index), crossing epochs."""
+        """The next step's window of micro-batches (all ranks') as (indices, epoch, index), crossing epochs."""
         out = []
         epoch, idx = start or (self.state.epoch, self.state.batch_index)
-        while len(out) < self.cfg.train.grad_accum:
+        while len(out) < self._window():
             plan = self.plan(epoch)
             if idx >= len(plan):
                 epoch, idx = epoch + 1, 0
@@ -191,13 +213,15 @@ class Trainer:
     def _collate(self, items: list[dict], pin: bool = False) -> dict:
         return pack.collate(items, self.cfg.data.packing, self.pad_id, pin=pin)
 
-    def _collated(self, mbs: list[tuple[list[int], int, int]]) -> list:
+    def _collated(self, mbs: list[tuple[list[int], int, int]], after: tuple[int, int] | None = None) -> list:
         """Futures (CUDA: collated in the background into pinned memory) or batches (CPU) of
-        these micro-batches; on CUDA the following step's are queued at once too."""
+        these micro-batches; on CUDA this rank's share of the following step (the window
+        from `after` on) is queued at once too."""
         if self._pool is None:
             return [self._collate([self.train_items[i] for i in idxs]) for idxs, _, _ in mbs]
         last = mbs[-1]
-        following = self._next_micro_batches((last[1], last[2] + 1)) if self.pref is None else []
+        after = after or (last[1], last[2] + 1)
+        following = self._share(self._next_micro_batches(after)) if self.pref is None else []
         for idxs, epoch, index in mbs + following:
             if (epoch, index) not in self._pending:
                 items = [self.train_items[i] for i in idxs]
@@ -206,12 +230,29 @@ class Trainer:
 
     # ------------------------------------------------------------ resume
     def resume_from(self, path: Path, changes: list | None = None) -> None:
-        saved = ckpt.load(path, self.model, self.optimizer, self.scheduler, self.cfg.method)
+        saved = ckpt.load(path, self.model, self.optimizer, self.scheduler, self.cfg.method, rank=self.world.rank)
         extra = saved.pop("extra", {})
         total = self.state.total_steps  # from this config: an edited max_steps/epochs applies
         self.state = State(**{k: v for k, v in saved.items() if k in State.__dataclass_fields__}, extra=extra)
         self.state.last_checkpoint = str(path)
         changed = {k for k, _, _ in (changes or [])}
+        was = int(extra.get("world_size", 1))
+        if was != self.world.world_size:
+            # The data position (epoch, micro-batch of the plan) is kept; each step now takes
+            # grad_accum x the new world size micro-batches. An epoch-based run's step count is
+            # what is left of its epochs at the new step size; max_steps keeps its meaning.
+            if self.cfg.train.max_steps <= 0:
+                n = len(self.plan(0)) or 1
+                left = max(0, math.ceil(n * self.cfg.train.epochs) - (self.state.epoch * n + self.state.batch_index))
+                total = self.state.step + max(1, math.ceil(left / self._window()))
+                changed.add("train.max_steps")
+            self.emit("warning", kind="world_size_changed", step=self.state.step, old=was,
+                      new=self.world.world_size,
+                      message=f"{path.name} was trained on {was} process(es), this run has {self.world.world_size}: "
+                              f"the data position is kept (epoch {self.state.epoch}, micro-batch "
+                              f"{self.state.batch_index}, {self.state.tokens_seen:,} tokens seen) and each step "
+                              f"from here takes {self._window()} micro-batches; losses will not repeat the "
+                              "earlier run's exactly")
         self.state.total_steps = total
         if changed & {"train.learning_rate", "train.max_steps", "train.epochs", "train.scheduler",
                       "train.warmup_ratio", "train.warmup_steps"}:
@@ -220,7 +261,10 @@ class Trainer:
             from engine.train.schedule import lr_factor, warmup_steps
 
             t = self.cfg.train
-            f = lr_factor(self.scheduler.last_epoch, total, warmup_steps(t, total), t.scheduler)
+            w = warmup_steps(t, total)
+            self.scheduler.lr_lambdas = [lambda s, w=w: lr_factor(s, total, w, t.scheduler)
+                                         for _ in self.optimizer.param_groups]
+            f = lr_factor(self.scheduler.last_epoch, total, w, t.scheduler)
             self.scheduler.base_lrs = [t.learning_rate for _ in self.optimizer.param_groups]
             for g in self.optimizer.param_groups:
                 g["initial_lr"], g["lr"] = t.learning_rate, t.learning_rate * f
@@ -234,7 +278,8 @@ class Trainer:
         import torch
 
         self.model.train()
-        mbs = self._next_micro_batches()
+        window = self._next_micro_batches()
+        mbs = self._share(window)
         if self.pref:
             with self.step_context():
                 pref = self.pref.step([[self.train_items[i] for i in idxs] for idxs, _, _ in mbs])
@@ -242,13 +287,17 @@ class Trainer:
             batches = []
         else:
             pref = None
-            batches = self._collated(mbs)
+            batches = self._collated(mbs, (window[-1][1], window[-1][2] + 1))
         # Counts come from the host: waiting for a future blocks only on collation, never the GPU.
         loss_total = None
         if not pref:
             counted = [b.result() if hasattr(b, "result") else b for b in batches]
-            n_trained = sum(b["num_trained"] for b in counted) or 1
+            n_trained = sum(b["num_trained"] for b in counted)
             n_tokens = sum(b["num_tokens"] for b in counted)
+            my_tokens = n_tokens
+            if self.world.is_distributed:  # the loss is a mean over the whole step's trained tokens
+                n_trained, n_tokens = (int(x) for x in self.world.all_reduce([n_trained, n_tokens]))
+            n_trained = n_trained or 1
         else:
             n_trained, n_tokens = pref["trained"], pref["tokens"]
         # No host sync in here: the loss is summed on the device and read once per step below.
@@ -260,6 +309,7 @@ class Trainer:
             (self.scaler.scale(scaled) if self.scaler else scaled).backward()
             loss_total = loss_sum.detach() if loss_total is None else loss_total + loss_sum.detach()
         params = [p for p in self.model.parameters() if p.requires_grad]
+        self.world.sum_gradients(params)  # after accumulation: one reduction per step, none per micro-batch
         max_norm = self.cfg.train.max_grad_norm
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
@@ -267,7 +317,11 @@ class Trainer:
         if pref:
             loss, grad_norm = pref["loss"], float(norm_t)
         else:  # the one host sync of the step
+            if loss_total is None:  # no micro-batch of this rank had tokens (cannot happen on one process)
+                loss_total = torch.zeros((), device=norm_t.device)
             loss_sum_f, grad_norm = torch.stack([loss_total.float(), norm_t.float().to(loss_total.device)]).tolist()
+            if self.world.is_distributed:
+                loss_sum_f = self.world.all_reduce([loss_sum_f])[0]
             loss = loss_sum_f / n_trained
         if _FAULT:
             loss, grad_norm = self._inject(loss, grad_norm)
@@ -285,7 +339,7 @@ class Trainer:
             self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        last_idxs, last_epoch, last_index = mbs[-1]
+        last_idxs, last_epoch, last_index = window[-1]
         self.state.epoch, self.state.batch_index = last_epoch, last_index + 1
         if self.state.batch_index >= len(self.plan(last_epoch)):
             self.state.epoch, self.state.batch_index = last_epoch + 1, 0
@@ -293,7 +347,7 @@ class Trainer:
         self.state.tokens_seen += n_tokens
         self.state.trained_tokens += n_trained
         return {"loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens": n_tokens, "trained": n_trained,
-                "pref": pref, "skipped": skipped}
+                "pref": pref, "skipped": skipped, "my_tokens": my_tokens if not pref else n_tokens}
 
     def _inject(self, loss: float, grad_norm: float) -> tuple[float, float]:
         kind, _, at = _FAULT.partition("@")
@@ -342,6 +396,7 @@ class Trainer:
         lengths = [len(x["input_ids"]) for x in self.val_items]
         rows, seq = self._plan_shape()
         plan = pack.plan_batches(lengths, rows, seq, self.cfg.data.packing, 0, 0)
+        plan = plan[self.world.rank::self.world.world_size]  # each rank scores its share of the split
         total, n = None, 0
         with torch.no_grad(), self.step_context():
             for idxs in plan:
@@ -350,9 +405,12 @@ class Trainer:
                 total = loss_sum.float() if total is None else total + loss_sum.float()
                 n += k
         self.model.train()
+        total_f = float(total) if total is not None else 0.0  # one host sync for the whole evaluation
+        if self.world.is_distributed:
+            total_f, n = self.world.all_reduce([total_f, n])
         if n == 0:
             return None
-        val = float(total) / n  # one host sync for the whole evaluation
+        val = total_f / n
         return val, math.exp(min(val, 50.0))
 
     # ------------------------------------------------------------ saving
@@ -362,10 +420,15 @@ class Trainer:
         if not ckpt.weights_finite(self.model):
             raise NonFiniteLoss(f"the weights are not all finite at step {self.state.step}; "
                                 "checkpoint not saved")
+        self.state.extra["world_size"] = self.world.world_size
         state = asdict(self.state)
         state["finite"] = True
+        rngs = self.world.gather_object(ckpt.rng_state()) if self.world.is_distributed else None
+        if not self.world.is_main:  # rank 0 writes the checkpoint (every rank's RNG state included)
+            self.state.last_checkpoint = str(ckpt.path_of(self.run_dir, self.state.step))
+            return ckpt.path_of(self.run_dir, self.state.step)
         path = ckpt.save(self.run_dir, self.state.step, self.model, self.tok, self.optimizer,
-                         self.scheduler, state, self.cfg.method, config_text=self.config_text)
+                         self.scheduler, state, self.cfg.method, config_text=self.config_text, rank_rngs=rngs)
         self.state.last_checkpoint = str(path)
         ckpt.rotate(self.run_dir, self.cfg.train.keep_checkpoints, self.state.best_step)
         self.emit("checkpoint", step=self.state.step, path=str(path),
@@ -388,6 +451,7 @@ class Trainer:
             m = self.train_step()
             step = self.state.step
             dt = time.perf_counter() - t0
+            ranks_tps = self._agree(m, dt)
             if m.get("skipped"):
                 self._non_finite(m["skipped"], m[m["skipped"]], step)
             else:
@@ -396,6 +460,7 @@ class Trainer:
             if (step % t.log_every == 0 or step == total) and not m.get("skipped"):
                 self.emit("metric", step=step, loss=round(m["loss"], 6), lr=m["lr"],
                           grad_norm=round(m["grad_norm"], 6), tokens_per_s=round(m["tokens"] / dt, 1),
+                          ranks_tokens_per_s=ranks_tps,
                           trained_tokens_per_s=round(m["trained"] / dt, 1), epoch=self._epoch_float(),
                           step_time_s=round(dt, 4), **preference.metric_fields(m.get("pref") or {}))
                 self._emit_memory()
@@ -420,6 +485,18 @@ class Trainer:
             if stop_early:
                 return "early_stopped"
         return "completed"
+
+    def _agree(self, m: dict, dt: float) -> list[float]:
+        """Step boundary: every rank's tokens/s, and the stop and save-now requests of any
+        rank (a signal reaches each process at its own moment), so all ranks stop or save
+        at the same step. One small all_gather; nothing on one process."""
+        mine = [m.get("my_tokens", m["tokens"]) / dt if dt > 0 else 0.0,
+                float(self.control.stop_requested), float(self.control.save_requested)]
+        rows = self.world.all_gather(mine)
+        if self.world.is_distributed:
+            self.control.stop_requested = any(r[1] for r in rows)
+            self.control.save_requested = any(r[2] for r in rows)
+        return [round(r[0], 1) for r in rows]
 
     def final_eval(self) -> tuple[float, float] | None:
         t0 = time.perf_counter()
@@ -486,17 +563,25 @@ class Trainer:
         return per_step * (self.state.total_steps - self.state.step)
 
     def _emit_memory(self) -> None:
+        """A memory event with this process's devices (as on one process) and `ranks`: every
+        rank's own device and RSS, gathered on rank 0 (all ranks call this at the same steps)."""
+        import psutil
         import torch
 
-        if self.device == "cuda":
-            devs = []
-            for i in range(torch.cuda.device_count()):
-                devs.append({"index": i, "allocated": torch.cuda.memory_allocated(i),
-                             "reserved": torch.cuda.memory_reserved(i),
-                             "peak": torch.cuda.max_memory_allocated(i),
-                             "total": torch.cuda.get_device_properties(i).total_memory})
-            self.emit("memory", devices=devs)
-        else:
-            import psutil
+        def device(i: int) -> dict:
+            return {"index": i, "allocated": torch.cuda.memory_allocated(i),
+                    "reserved": torch.cuda.memory_reserved(i), "peak": torch.cuda.max_memory_allocated(i),
+                    "total": torch.cuda.get_device_properties(i).total_memory}
 
-            self.emit("memory", devices=[], process_rss=psutil.Process().memory_info().rss)
+        rss = psutil.Process().memory_info().rss
+        cuda = self.device == "cuda"
+        mine = {"rank": self.world.rank, "host": self.world.host,
+                "devices": [device(torch.cuda.current_device())] if cuda else [], "process_rss": rss}
+        ranks = self.world.gather_object(mine)
+        if not self.world.is_main:
+            return
+        if cuda:
+            devs = [device(i) for i in range(torch.cuda.device_count())]
+            self.emit("memory", devices=devs, ranks=ranks)
+        else:
+            self.emit("memory", devices=[], process_rss=rss, ranks=ranks)

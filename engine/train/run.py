@@ -3,6 +3,11 @@
 Owns the run's lock, event writer and signal handling; turns every failure into an
 `error` event with a hint and a `done` event, so whoever watches always learns how the
 run ended. Tracebacks go to engine.log only.
+
+Under torchrun (several processes, engine.distributed) every rank runs this function:
+rank 0 alone takes the run's lock, writes events, summary.json, data.json, checkpoints and
+the adapter; the others only train (a rank that fails writes one line to RUN_DIR/rank-<r>.log,
+and the torchrun agent turns it into the run's error event when rank 0 cannot).
 """
 from __future__ import annotations
 
@@ -46,9 +51,10 @@ def _devices() -> list[dict]:
 def _set_cpu_threads(torch) -> None:
     """Leave a core free on CPU: OpenMP threads spin-wait at every barrier, and on a small
     machine shared with the TUI (or other jobs) a descheduled thread makes each op 5-10x
-    slower. FTWB_CPU_THREADS overrides."""
+    slower. Several processes on one machine share the cores. FTWB_CPU_THREADS overrides."""
     env = os.environ.get("FTWB_CPU_THREADS", "")
-    n = int(env) if env.isdigit() and int(env) > 0 else max(1, min((os.cpu_count() or 2) - 1, 16))
+    procs = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    n = int(env) if env.isdigit() and int(env) > 0 else max(1, min(((os.cpu_count() or 2) - 1) // procs, 16))
     torch.set_num_threads(n)
 
 
@@ -172,30 +178,110 @@ def _evaluate_at_end(run_dir: Path, trainer, prepared, emit) -> dict:
     return out
 
 
+def _event_writer(run_dir: Path, world) -> EventWriter:
+    """Rank 0's writer. Under torchrun the pipe's fd is the agent's (torchrun closes fds
+    for its workers), so rank 0 opens that same pipe through /proc."""
+    from engine.events import EVENT_FD_ENV
+
+    fd = os.environ.get(EVENT_FD_ENV, "")
+    if world.is_distributed and fd.isdigit():
+        try:
+            os.fstat(int(fd))
+        except OSError:
+            try:
+                own = os.open(f"/proc/{os.getppid()}/fd/{fd}", os.O_WRONLY)
+                return EventWriter(run_dir / rundir.EVENTS, own)
+            except OSError:  # no pipe (a detached start): the log alone
+                return EventWriter(run_dir / rundir.EVENTS, None)
+    return EventWriter.from_env(run_dir / rundir.EVENTS)
+
+
+class _Quiet:
+    """The events of a rank other than 0: none."""
+
+    log_bytes = 0
+
+    def emit(self, type_: str, **fields):
+        return {"type": type_, **fields}
+
+    def close(self) -> None:
+        pass
+
+
+def _lock(run_dir: Path, world) -> tuple[rundir.RunLock | None, str | None]:
+    """The run's lock, taken by one process per machine (rank 0's decides for all): the pid
+    file names the torchrun agent, which is what a stop or save-now signal goes to."""
+    from engine.distributed import AGENT_PID_ENV
+
+    lock, refused = None, None
+    if world.is_local_main:
+        lock = rundir.RunLock(run_dir)
+        try:
+            lock.acquire()
+            agent = os.environ.get(AGENT_PID_ENV, "")
+            if world.is_distributed and agent.isdigit():
+                C.atomic_write_text(run_dir / rundir.PID, agent)
+        except rundir.RunDirError as e:
+            lock, refused = None, str(e)
+    if world.is_distributed and world.all_reduce([1.0 if refused else 0.0], "max")[0] and not refused:
+        refused = "another rank found the run locked by another engine"
+    return lock, refused
+
+
+def _prepare_in_turn(world, fn):
+    """Tokenising fills the shared cache: one process per machine (rank 0 first) builds it,
+    the others read it after a barrier, so no two write the same cache at once."""
+    out = fn() if world.is_local_main else None
+    world.barrier()
+    if not world.is_local_main:
+        out = fn()
+    return out
+
+
 def run(run_dir: Path, resume: bool = False) -> int:
-    lock = rundir.RunLock(run_dir)
+    from engine import distributed
+
     try:
-        lock.acquire()
-    except rundir.RunDirError as e:
-        print(f"ftwb engine: {e}", file=sys.stderr)
+        world = distributed.init()
+    except Exception as e:  # noqa: BLE001 - a rendezvous that fails: say so in engine.log
+        print(f"ftwb engine: cannot join the other processes: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    try:
+        return _run(run_dir, resume, world)
+    finally:
+        distributed.shutdown()
+
+
+def _run(run_dir: Path, resume: bool, world) -> int:
+    lock, refused = _lock(run_dir, world)
+    if refused:
+        print(f"ftwb engine: {refused}", file=sys.stderr)
+        if lock is not None:
+            lock.release()
         return 3
-    events = EventWriter.from_env(run_dir / rundir.EVENTS)
-    keeper = rundir.SummaryKeeper(run_dir)
+    main = world.is_main
+    events = _event_writer(run_dir, world) if main else _Quiet()
+    keeper = rundir.SummaryKeeper(run_dir) if main else None
 
     def emit(type_: str, **fields):
         event = events.emit(type_, **fields)
-        keeper.update(event, events.log_bytes)  # summary.json: what `ftwb runs` and attach read
+        if keeper is not None:
+            keeper.update(event, events.log_bytes)  # summary.json: what `ftwb runs` and attach read
         return event
 
     control = Control().install()
     status, summary, code = "failed", {}, 1
     trainer = None
     mirror = None
+    peer_lost = False  # a collective failed because another rank died: the agent reports that rank
     try:
         cfg = C.load(run_dir / rundir.CONFIG)
         from engine.trackers import open_mirror
 
-        mirror = open_mirror(cfg, run_dir, emit)
+        if world.is_distributed and cfg.train.objective != "sft":
+            raise C.ConfigError(f"train.objective: {cfg.train.objective} trains on one device, and this run has "
+                                f"{world.world_size} processes; set train.devices: 1 (or --devices 1)")
+        mirror = open_mirror(cfg, run_dir, emit) if main else None
         if mirror is not None:
             emit = mirror.wrap(emit)
         import torch
@@ -203,8 +289,10 @@ def run(run_dir: Path, resume: bool = False) -> int:
         from engine.data.sources import dataset_hash
         from engine.train.model import load_model, pick_device
 
-        torch.manual_seed(cfg.train.seed)
+        torch.manual_seed(cfg.train.seed)  # the same on every rank: adapters start equal
         device = pick_device()
+        if not world.is_distributed:
+            world.device = f"cuda:{torch.cuda.current_device()}" if device == "cuda" else "cpu"
         if device == "cpu":
             _set_cpu_threads(torch)
         try:
@@ -212,17 +300,32 @@ def run(run_dir: Path, resume: bool = False) -> int:
         except Exception:
             data_hash = None
         ckpts = _intact_checkpoints(run_dir, emit) if resume else []
+        if world.is_distributed:  # every rank resumes from the checkpoint rank 0 judged intact
+            ckpts = [Path(p) for p in world.broadcast_object([str(p) for p in ckpts])]
+        ranks = world.gather_object(world.describe())
         if resume and not ckpts:
             raise C.ConfigError(f"{run_dir} has no intact checkpoint to resume from")
         resumed_from = int(ckpts[-1].name.split("-")[-1]) if ckpts else None
         emit("hello", pid=os.getpid(), versions=_versions(), config_hash=cfg.hash(),
              dataset_hash=data_hash, devices=_devices(), run_dir=str(run_dir), method=cfg.method,
-             model=cfg.model.name_or_path, resumed_from_step=resumed_from)
+             model=cfg.model.name_or_path, resumed_from_step=resumed_from, world_size=world.world_size,
+             strategy="ddp" if world.is_distributed else "single", ranks=ranks)
 
         emit("phase", phase="loading_model")
         t0 = time.perf_counter()
+        if world.is_distributed:  # the demo model is built once, by rank 0, before anyone loads it
+            if main:
+                from engine.train.model import resolve_model_path
+
+                resolve_model_path(cfg.model.name_or_path, lambda m: emit("log", message=m))
+            world.barrier()
         model, tok = load_model(cfg, device, log=lambda m: emit("log", message=m), emit=emit)
         from engine.train.model import trainable_parameters
+
+        if world.is_distributed:
+            if cfg.method != "full":  # LoRA's random init: rank 0's everywhere
+                world.broadcast_params([p for p in model.parameters() if p.requires_grad])
+            torch.manual_seed(cfg.train.seed + world.rank)  # dropout differs per rank
 
         trainable, total = trainable_parameters(model)
         emit("log", message=f"model loaded in {time.perf_counter() - t0:.1f}s on {device}: "
@@ -231,18 +334,30 @@ def run(run_dir: Path, resume: bool = False) -> int:
         emit("phase", phase="preparing_data")
         from engine.data.prepare import prepare
 
-        prepared = prepare(cfg, tok, emit=emit)
-        _write_data_json(run_dir, prepared.data_info, resume, emit)
+        prepared = _prepare_in_turn(world, lambda: prepare(cfg, tok, emit=emit))
+        if main:
+            _write_data_json(run_dir, prepared.data_info, resume, emit)
 
         from engine.memory_probe import auto_fit
 
         # CUDA: tokens per micro-batch and checkpointing measured for this GPU (cfg.train is set).
-        auto_fit(model, cfg, device, emit=emit, run_dir=run_dir, pad_id=tok.pad_token_id or 0)
+        # Several processes: measured on rank 0's GPU, and every rank takes that choice.
+        if main:
+            auto_fit(model, cfg, device, emit=emit, run_dir=run_dir, pad_id=tok.pad_token_id or 0)
+        if world.is_distributed:
+            t = cfg.train
+            chosen = world.broadcast_object((t.tokens_per_micro_batch, t.grad_accum, t.gradient_checkpointing))
+            if not main and chosen[2] != t.gradient_checkpointing:
+                from engine.train.model import set_gradient_checkpointing
+
+                set_gradient_checkpointing(model, chosen[2])
+            t.tokens_per_micro_batch, t.grad_accum, t.gradient_checkpointing = chosen
         from engine.train.loop import NonFiniteLoss, Trainer
 
-        trainer = Trainer(cfg, run_dir, model, tok, prepared.train, prepared.val, device, emit, control)
+        trainer = Trainer(cfg, run_dir, model, tok, prepared.train, prepared.val, device, emit, control,
+                          world=world)
         trainer.config_text = (run_dir / rundir.CONFIG).read_text()  # as written, before any auto-fit
-        if cfg.eval.sample_prompts and prepared.val_examples:
+        if cfg.eval.sample_prompts and prepared.val_examples and main:
             from engine.train.samples import SamplePrompts
 
             trainer.samples = SamplePrompts(prepared.val_examples, tok, cfg.eval.sample_prompts,
@@ -258,12 +373,15 @@ def run(run_dir: Path, resume: bool = False) -> int:
                          f"{last or 'none (no checkpoint yet)'}. Try a lower train.learning_rate or "
                          "train.max_grad_norm, then resume or start a new run")
             summary = {"reason": "non_finite_loss", "last_good_checkpoint": last, "steps": trainer.state.step}
-            return 1
+            return 1 if main else 0  # rank 0 tells it; the others leave quietly
         if outcome == "stopped":
             status, code = "stopped", 0
         else:
             if prepared.val:
-                trainer.final_eval()
+                trainer.final_eval()  # every rank scores its share
+            if not main:
+                status = "completed"
+                return 0
             emit("phase", phase="saving")
             from engine.train.checkpoint import weights_finite
 
@@ -293,6 +411,11 @@ def run(run_dir: Path, resume: bool = False) -> int:
 
         tb = traceback.format_exc()
         _to_engine_log(tb)
+        if world.is_distributed and (distributed.is_peer_failure(e) or not main):
+            peer_lost = distributed.is_peer_failure(e)
+            _rank_fault(run_dir, world, trainer, e, tb, peer_lost)
+            if peer_lost or not main:
+                return 1
         if isinstance(e, OSError) and e.errno in DISK_ERRNOS and not isinstance(e, DiskError):
             e = DiskError(Path(e.filename or run_dir), e)
         if isinstance(e, DiskError):
@@ -328,8 +451,29 @@ def run(run_dir: Path, resume: bool = False) -> int:
         if status == "failed" and trainer is not None:
             summary.setdefault("steps", trainer.state.step)
             summary.setdefault("last_checkpoint", trainer.state.last_checkpoint)
-        emit("done", status=status, summary=summary)
+        if main and not peer_lost:
+            emit("done", status=status, summary=summary)
         if mirror is not None:
             mirror.close()
         events.close()
-        lock.release()
+        if lock is not None:
+            lock.release()
+
+
+def _rank_fault(run_dir: Path, world, trainer, e: BaseException, tb: str, peer_lost: bool) -> None:
+    """RUN_DIR/rank-<r>.log: how this rank failed, for the agent's error event."""
+    from engine import distributed
+
+    if peer_lost:
+        distributed.write_fault(run_dir, world.rank, kind="peer_lost", local_rank=world.local_rank,
+                                message=f"{type(e).__name__}: {e}"[:500])
+        return
+    if _is_oom(e):
+        shape = getattr(trainer, "_current_shape", None)
+        distributed.write_fault(run_dir, world.rank, kind="oom", local_rank=world.local_rank, device=world.device,
+                                batch_shape=list(shape) if shape else None, hint=OOM_HINT,
+                                message=f"out of memory on {world.device} on a batch of shape {shape} (rows x tokens)",
+                                traceback_tail=_tail(tb, 4))
+        return
+    distributed.write_fault(run_dir, world.rank, kind="crash", local_rank=world.local_rank,
+                            message=f"{type(e).__name__}: {e}"[:2000], traceback_tail=_tail(tb))
