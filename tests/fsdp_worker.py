@@ -1,0 +1,143 @@
+"""A few optimizer steps of a tiny Llama under FSDP2, launched by torchrun (gloo on CPU).
+
+    torchrun --nproc-per-node 2 tests/fsdp_worker.py INIT_DIR OUT_DIR [--resume CKPT_DIR]
+
+Without --resume: steps 1..STEPS from INIT_DIR's weights, a checkpoint after step SAVE_AT
+(OUT_DIR/ckpt), the final model exported to OUT_DIR/export. With --resume: the checkpoint
+restored, then the steps after it. Rank 0 writes OUT_DIR/result.json (loss and gradient
+norm per step). `reference()` runs the same steps in one process without sharding.
+Every step uses the engine's own collate and loss (decoder and lm_head called apart).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+STEPS, SAVE_AT, WORLD = 4, 2, 2
+LR, MAX_NORM = 5e-3, 0.5  # a low clip norm, so clipping acts and must use the global norm
+
+
+def micro_batches(step: int, vocab: int) -> list[dict]:
+    """WORLD packed micro-batches of step `step` (one per rank), each two examples of
+    different lengths with their first tokens masked, seeded by the step."""
+    import torch
+
+    from engine.data import pack
+
+    g = torch.Generator().manual_seed(1000 + step)
+    out = []
+    for _ in range(WORLD):
+        items = []
+        for _ in range(2):
+            n = int(torch.randint(9, 24, (1,), generator=g))
+            ids = torch.randint(3, vocab, (n,), generator=g).tolist()
+            skip = int(torch.randint(1, 5, (1,), generator=g))
+            items.append({"input_ids": ids, "labels": [-100] * skip + ids[skip:]})
+        out.append(pack.collate(items, True, 0))
+    return out
+
+
+def prepare(model):
+    model.config.use_cache = False
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return model
+
+
+def make_optimizer(model):
+    import torch
+
+    return torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.1)
+
+
+def step(model, optimizer, batches: list, world: int, clip) -> tuple[float, float]:
+    """One optimizer step over `batches` (this rank's micro-batches); returns the global
+    loss per trained token and the global gradient norm before clipping."""
+    import torch
+    import torch.distributed as dist
+
+    from engine.train.loss import batch_loss
+
+    n_local = sum(b["num_trained"] for b in batches)
+    n = torch.tensor([float(n_local)])
+    if world > 1:
+        dist.all_reduce(n)
+    total = torch.zeros(())
+    for b in batches:
+        loss_sum, _ = batch_loss(model, b)
+        # FSDP2 averages gradients over ranks (as DDP does): undo it for a global token mean.
+        (loss_sum / n[0] * world).backward()
+        total = total + loss_sum.detach()
+    norm = clip(model.parameters(), MAX_NORM)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    if world > 1:
+        dist.all_reduce(total)
+    return float(total / n[0]), float(norm)
+
+
+def reference(init_dir: Path, steps: int = STEPS) -> tuple[list[dict], object]:
+    """The same steps in one process, unsharded: every rank's micro-batch in turn."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = prepare(AutoModelForCausalLM.from_pretrained(init_dir, dtype=torch.float32, attn_implementation="sdpa"))
+    opt = make_optimizer(model)
+
+    def clip(params, max_norm):
+        return torch.nn.utils.clip_grad_norm_(list(params), max_norm)
+
+    out = []
+    for s in range(1, steps + 1):
+        loss, norm = step(model, opt, micro_batches(s, model.config.vocab_size), 1, clip)
+        out.append({"step": s, "loss": loss, "grad_norm": norm})
+    return out, model
+
+
+def main() -> None:
+    import torch
+    import torch.distributed as dist
+
+    from engine.train import fsdp
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("init_dir", type=Path)
+    ap.add_argument("out_dir", type=Path)
+    ap.add_argument("--resume", type=Path)
+    a = ap.parse_args()
+    dist.init_process_group("gloo")
+    rank, world = dist.get_rank(), dist.get_world_size()
+    model = fsdp.load_pretrained_sharded(str(a.init_dir), "cpu", dtype=torch.float32, prepare=prepare,
+                                         attn_implementation="sdpa")
+    opt = make_optimizer(model)
+    first = 1
+    if a.resume:
+        fsdp.load_state(model, opt, a.resume)
+        first = SAVE_AT + 1
+    vocab = model.config.vocab_size
+    out = []
+    for s in range(first, STEPS + 1):
+        loss, norm = step(model, opt, [micro_batches(s, vocab)[rank]], world, fsdp.clip_grad_norm)
+        out.append({"step": s, "loss": loss, "grad_norm": norm})
+        if s == SAVE_AT and not a.resume:
+            fsdp.save_state(model, opt, None, a.out_dir / "ckpt")
+    fsdp.export_pretrained(model, None, a.out_dir / "export")
+    finite = fsdp.weights_finite(model)
+    local = sum(p.to_local().numel() for p in model.parameters())
+    total = sum(p.numel() for p in model.parameters())
+    shares = [None] * world
+    dist.all_gather_object(shares, local)
+    if rank == 0:
+        (a.out_dir / "result.json").write_text(json.dumps(
+            {"steps": out, "finite": finite, "world": world, "local_params": shares, "params": total,
+             "dtensor": type(next(model.parameters())).__name__}))
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

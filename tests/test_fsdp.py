@@ -1,0 +1,161 @@
+"""FSDP2 on CPU with gloo: two real torchrun processes against one unsharded process.
+
+One launch trains 4 steps (checkpoint after step 2, export at the end); a fresh pair of
+processes resumes from that checkpoint. Both are shared by the tests below.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from engine import config as C
+from engine import memory
+from engine.train import fsdp
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKER = ROOT / "tests" / "fsdp_worker.py"
+sys.path.insert(0, str(ROOT / "tests"))
+import fsdp_worker  # noqa: E402
+
+GiB = 1024 ** 3
+
+
+def _torchrun(*args: str) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+                          str(WORKER), *args], capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-6000:]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tmp = tmp_path_factory.mktemp("fsdp")
+    init = tmp / "init"
+    torch.manual_seed(0)
+    # vocab 257: the embedding and lm_head rows do not split evenly over 2 ranks (padded shards)
+    cfg = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                      num_key_value_heads=2, vocab_size=257, max_position_embeddings=64, tie_word_embeddings=False)
+    LlamaForCausalLM(cfg).save_pretrained(init)
+    whole, resumed = tmp / "whole", tmp / "resumed"
+    whole.mkdir()
+    resumed.mkdir()
+    _torchrun(str(init), str(whole))
+    _torchrun(str(init), str(resumed), "--resume", str(whole / "ckpt"))
+    ref_steps, ref_model = fsdp_worker.reference(init)
+    return {"init": init, "whole": whole, "resumed": resumed, "ref_steps": ref_steps, "ref_model": ref_model,
+            "a": json.loads((whole / "result.json").read_text()),
+            "b": json.loads((resumed / "result.json").read_text())}
+
+
+def _weights(d: Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(d / "model.safetensors"))
+
+
+def test_sharded_steps_match_one_process(runs):
+    a = runs["a"]
+    assert a["world"] == 2 and a["dtensor"] == "DTensor" and a["finite"]
+    # each rank holds about half of the parameters, not a copy of them all
+    assert sum(a["local_params"]) >= a["params"] and max(a["local_params"]) < 0.51 * a["params"]
+    for got, want in zip(a["steps"], runs["ref_steps"], strict=True):
+        assert got["step"] == want["step"]
+        assert got["loss"] == pytest.approx(want["loss"], rel=1e-5)
+        # clipping at 0.5 acts at every step: the norm must be the global one, not a shard's
+        assert got["grad_norm"] > fsdp_worker.MAX_NORM
+        assert got["grad_norm"] == pytest.approx(want["grad_norm"], rel=1e-5)
+    exported, ref = _weights(runs["whole"] / "export"), runs["ref_model"].state_dict()
+    assert set(exported) == set(ref)
+    init = _weights(runs["init"])
+    for k, v in exported.items():
+        assert (v - init[k]).abs().max() > 0, f"{k} did not train"
+        assert (v - ref[k]).abs().max() < 1e-5, k
+
+
+def test_resume_in_fresh_processes_continues_exactly(runs):
+    a, b = runs["a"], runs["b"]
+    assert [s["step"] for s in b["steps"]] == [fsdp_worker.SAVE_AT + 1, fsdp_worker.STEPS]
+    tail = a["steps"][fsdp_worker.SAVE_AT:]
+    for got, want in zip(b["steps"], tail, strict=True):
+        assert got["loss"] == pytest.approx(want["loss"], abs=1e-6)
+        assert got["grad_norm"] == pytest.approx(want["grad_norm"], abs=1e-6)
+    ea, eb = _weights(runs["whole"] / "export"), _weights(runs["resumed"] / "export")
+    assert max((ea[k] - eb[k]).abs().max().item() for k in ea) < 1e-6
+    # the checkpoint holds full tensors (any world size can read it) and the optimizer by name
+    import torch
+
+    osd = torch.load(runs["whole"] / "ckpt" / fsdp.OPTIMIZER_FILE, weights_only=False)
+    assert "model.embed_tokens.weight" in osd["state"]
+    assert osd["state"]["model.embed_tokens.weight"]["exp_avg"].shape == (257, 64)
+
+
+def test_rank0_export_loads_with_from_pretrained(runs):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    loaded = AutoModelForCausalLM.from_pretrained(runs["whole"] / "export", dtype=torch.float32)
+    ids = torch.randint(3, 257, (1, 12), generator=torch.Generator().manual_seed(7))
+    ref = runs["ref_model"].eval()
+    with torch.no_grad():
+        assert torch.allclose(loaded(input_ids=ids).logits, ref(input_ids=ids).logits, atol=1e-4)
+
+
+# ---------------------------------------------------------------- choosing the strategy
+
+def test_choose_strategy_cases():
+    s = fsdp.choose_strategy("full", 1, 100 * GiB, 80 * GiB, "auto")
+    assert s.name == "single" and "one process" in s.reason
+    assert fsdp.choose_strategy("lora", 4, 20 * GiB, 80 * GiB, "auto").name == "ddp"
+    assert fsdp.choose_strategy("qlora", 4, 20 * GiB, 80 * GiB, "auto").name == "ddp"
+    name, reason = fsdp.choose_strategy("full", 4, 20 * GiB, 80 * GiB, "auto")
+    assert name == "fsdp2" and "full fine-tuning" in reason
+    name, reason = fsdp.choose_strategy("lora", 8, 150 * GiB, 80 * GiB, "auto")
+    assert name == "fsdp2" and "does not fit" in reason and "150.0 GiB" in reason
+    # overrides
+    assert fsdp.choose_strategy("lora", 2, 1 * GiB, 80 * GiB, "fsdp2").name == "fsdp2"
+    name, reason = fsdp.choose_strategy("full", 2, 100 * GiB, 80 * GiB, "ddp")
+    assert name == "ddp" and "does not fit" in reason
+    # CPU (gloo): no device size, so everything fits
+    assert fsdp.choose_strategy("lora", 2, None, None, "auto").name == "ddp"
+    assert fsdp.choose_strategy("full", 2, None, None, "auto").name == "fsdp2"
+
+
+def test_choose_strategy_refuses_qlora_sharding_and_bad_values():
+    with pytest.raises(C.ConfigError, match="train.strategy: 'fsdp2' cannot shard a QLoRA model"):
+        fsdp.choose_strategy("qlora", 2, 1 * GiB, 80 * GiB, "fsdp2")
+    with pytest.raises(C.ConfigError, match="method: qlora does not fit one GPU.*method: lora"):
+        fsdp.choose_strategy("qlora", 2, 200 * GiB, 80 * GiB, "auto")
+    with pytest.raises(C.ConfigError, match="expected one of 'auto', 'ddp', 'fsdp2'"):
+        fsdp.choose_strategy("lora", 2, None, None, "zero3")
+    with pytest.raises(C.ConfigError, match="train.strategy: 'fsdp2' cannot shard a QLoRA model"):
+        C.from_dict({"method": "qlora", "train": {"strategy": "fsdp2"}})
+    with pytest.raises(C.ConfigError, match="train.strategy: 'deepspeed' is not allowed"):
+        C.from_dict({"train": {"strategy": "deepspeed"}})
+    assert C.from_dict({"method": "full", "train": {"strategy": "fsdp2"}}).train.strategy == "fsdp2"
+
+
+LLAMA_8B = {"model_type": "llama", "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+            "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 128256, "tie_word_embeddings": False}
+
+
+def test_estimate_drives_the_choice_and_sharding_divides_the_states():
+    cfg = C.from_dict({"method": "full", "data": {"max_seq_len": 2048}, "train": {"micro_batch_size": 1}})
+    est = memory.estimate(cfg, LLAMA_8B)
+    assert not est.fits(40 * GiB)  # bf16 weights + grads + AdamW states of 8B params: 64 GB
+    name, _ = fsdp.choose_strategy("full", 8, est.total, 40 * GiB, "auto")
+    assert name == "fsdp2"
+    per = fsdp.per_rank_bytes(est, 8)
+    states = sum(est.term(t) for t in ("weights", "gradients", "optimizer_states"))
+    assert per == pytest.approx(est.total - states * 7 / 8, rel=1e-6)
+    assert per <= 40 * GiB * fsdp.HEADROOM
+    lora = C.from_dict({"method": "lora", "data": {"max_seq_len": 2048}, "train": {"micro_batch_size": 1}})
+    est_l = memory.estimate(lora, LLAMA_8B)
+    assert fsdp.choose_strategy("lora", 8, est_l.total, 80 * GiB, "auto").name == "ddp"
