@@ -228,3 +228,40 @@ async def test_config_devices_field_sets_the_effective_batch_and_round_trips_to_
         await pilot.press("ctrl+o")
         await wait_for(pilot, lambda: devices.value == "[3]", what="loaded")
         assert app.config.train.devices == [3] and screen.valid
+
+
+# ---------------------------------------------------------------- ftwb runs and the lineage
+
+def test_ftwb_runs_shows_the_process_count_of_multi_process_runs(tmp_path, capsys, monkeypatch):
+    import json
+
+    from tui.main import main
+
+    write_run(tmp_path, "20260101-000000-ddp2", ["node-a"], 2)
+    one = tmp_path / "20260101-000001-one"
+    one.mkdir()
+    C.save(C.RunConfig(), one / "config.yaml")
+    w = EventWriter(one / "events.jsonl")
+    w.emit("hello", ts=T0, pid=1, devices=[{"name": "cpu"}], resumed_from_step=0)
+    w.emit("done", ts=T0 + 1, status="completed", summary={})
+    w.close()
+    assert main(["runs", "--json", "--runs-dir", str(tmp_path)]) == 0
+    listed = {r["name"]: r["world_size"] for r in json.loads(capsys.readouterr().out)}
+    assert listed == {"20260101-000000-ddp2": 2, "20260101-000001-one": 1}
+    monkeypatch.setenv("COLUMNS", "80")
+    assert main(["runs", "--runs-dir", str(tmp_path)]) == 0
+    table = capsys.readouterr().out
+    header = next(ln for ln in table.splitlines() if "status" in ln and "procs" in ln)
+    row = next(ln for ln in table.splitlines() if "ddp2" in ln)
+    assert row[header.index("procs"):].split()[0] == "2"  # the count under its header
+    assert all(len(ln) <= 80 for ln in table.splitlines())
+
+
+def test_lineage_names_the_processes_of_the_run(tmp_path):
+    from engine import rundir
+    from tui.services.run_actions import Lineage
+    from tui.widgets.runs.lineage_view import lineage_text
+
+    run = write_run(tmp_path, "fsdp8", ["a", "b"], 4, strategy="fsdp2")
+    text = lineage_text(Lineage(run=run, summary=rundir.summarize(run))).plain
+    assert "8 processes (FSDP2)" in text

@@ -30,8 +30,9 @@ def run(args: argparse.Namespace) -> int:
         if r.extra.get("malformed_events"):
             print(f"ftwb runs: warning: {r.name}: skipped {r.extra['malformed_events']} malformed event(s) "
                   "in events.jsonl", file=sys.stderr)
+    worlds = {r.name: processes(r.path)[0] for r in runs}
     if args.json:
-        print(json.dumps([r.to_json() for r in runs], indent=1))
+        print(json.dumps([{**r.to_json(), "world_size": worlds[r.name]} for r in runs], indent=1))
         return 0
     console = Console()
     if not runs:
@@ -42,16 +43,18 @@ def run(args: argparse.Namespace) -> int:
     # Narrow terminals (80 columns) drop method and start time, never the dataset: which
     # data a run trained on is what tells two runs of one model apart.
     wide = console.width >= 120
-    cols = ["name", "status"] + (["method"] if wide else []) + ["model", "dataset", "steps", "best val"] \
+    cols = ["name", "status"] + (["procs"] if any(w > 1 for w in worlds.values()) else []) \
+        + (["method"] if wide else []) + ["model", "dataset", "steps", "best val"] \
         + (["started"] if wide else []) + ["duration"]
     n = 28 if wide else 14
     t = Table(title=f"runs in {root}", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
     for col in cols:
         t.add_column(col, justify="right" if col in ("steps", "best val", "duration") else "left",
-                     no_wrap=col in ("name", "status", "steps", "best val"))
+                     no_wrap=col in ("name", "status", "procs", "steps", "best val"))
     for r in runs:
         dur = r.duration_s
         cells = {"name": r.name, "status": f"[{STATUS_STYLE.get(r.status, '')}]{r.status}[/]",
+                 "procs": str(worlds[r.name]) if worlds[r.name] > 1 else "",
                  "method": r.method, "model": _short(r.model, n), "dataset": _short(r.dataset, n),
                  "steps": f"{r.step}/{r.total_steps}" if r.total_steps else str(r.step),
                  "best val": f"{r.best_val_loss:.4f}" if r.best_val_loss is not None else "-",
@@ -60,6 +63,28 @@ def run(args: argparse.Namespace) -> int:
         t.add_row(*(cells[c] for c in cols))
     console.print(t)
     return 0
+
+
+def processes(run_dir) -> tuple[int, str]:
+    """(world size, strategy) the run started with, from its first hello event: one line
+    read, not the whole log (a resume on another number of processes has a later hello)."""
+    from pathlib import Path
+
+    from engine import events as ev
+    from engine import rundir
+
+    try:
+        with open(Path(run_dir) / rundir.EVENTS, "rb") as f:
+            e = ev.decode(f.readline(1 << 16))
+    except OSError:
+        return 1, "single"
+    if not isinstance(e, dict) or e.get("type") != "hello":
+        return 1, "single"
+    try:
+        n = max(1, int(e.get("world_size") or 1))
+    except (TypeError, ValueError):
+        n = 1
+    return n, str(e.get("strategy") or ("single" if n == 1 else "ddp"))
 
 
 def _short(s: str, n: int = 28) -> str:
