@@ -328,6 +328,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except ChildFailedError as e:
         print(e.format_msg(), file=sys.stderr, flush=True)
+        codes = {getattr(f, "exitcode", None) for f in e.failures.values()}
+        if codes == {3}:  # every rank refused (the run is locked by another engine): the engine's own code
+            return 3
         if run_dir is not None:
             report_failure(run_dir, e.failures, offset)
         return 1
@@ -363,12 +366,29 @@ def _root_failure(run_dir: Path, failures: dict) -> tuple[int, Any, dict | None]
     return r, failures.get(r), faults.get(r)
 
 
+def _last_step(events: Path, offset: int) -> int | None:
+    from engine import events as ev
+
+    step = None
+    try:
+        with open(events, "rb") as f:
+            f.seek(offset)
+            for line in f:
+                if b'"progress"' in line:
+                    step = (ev.decode(line) or {}).get("step", step)
+    except OSError:
+        pass
+    return step
+
+
 def report_failure(run_dir: Path, failures: dict, offset: int) -> None:
     """`error` and `done` for a group whose rank 0 did not write its own `done`."""
     from engine import events as ev
     from engine import rundir
 
     run_dir = Path(run_dir)
+    if rundir.is_alive(run_dir):  # refused: another engine holds the run, and its events are its own
+        return
     try:
         with open(run_dir / rundir.EVENTS, "rb") as f:
             f.seek(offset)
@@ -391,7 +411,9 @@ def report_failure(run_dir: Path, failures: dict, offset: int) -> None:
     def emit(type_: str, **fields):
         keeper.update(writer.emit(type_, **fields), writer.log_bytes)
 
-    fields: dict[str, Any] = {"rank": rank, "host": where, "log_tail": tail, "exitcode": code}
+    step = _last_step(run_dir / rundir.EVENTS, offset)
+    how += f" after step {step}" if step is not None else " before the first step"
+    fields: dict[str, Any] = {"rank": rank, "host": where, "log_tail": tail, "exitcode": code, "step": step}
     if fault and fault.get("kind") == "oom":
         emit("error", kind="oom", message=f"rank {rank}: {fault.get('message')}", device=fault.get("device"),
              batch_shape=fault.get("batch_shape"), hint=fault.get("hint"), **fields)

@@ -253,6 +253,8 @@ def run(run_dir: Path, resume: bool = False) -> int:
 
 
 def _run(run_dir: Path, resume: bool, world) -> int:
+    from engine import distributed
+
     lock, refused = _lock(run_dir, world)
     if refused:
         print(f"ftwb engine: {refused}", file=sys.stderr)
