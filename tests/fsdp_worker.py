@@ -1,12 +1,15 @@
 """A few optimizer steps of a tiny Llama under FSDP2, launched by torchrun (gloo on CPU).
 
-    torchrun --nproc-per-node 2 tests/fsdp_worker.py INIT_DIR OUT_DIR [--resume CKPT_DIR]
+    torchrun --nproc-per-node 2 tests/fsdp_worker.py INIT_DIR OUT_DIR [--resume CKPT_DIR] [--lora INIT]
 
-Without --resume: steps 1..STEPS from INIT_DIR's weights, a checkpoint after step SAVE_AT
-(OUT_DIR/ckpt), the final model exported to OUT_DIR/export. With --resume: the checkpoint
-restored, then the steps after it. Rank 0 writes OUT_DIR/result.json (loss and gradient
-norm per step). `reference()` runs the same steps in one process without sharding.
-Every step uses the engine's own collate and loss (decoder and lm_head called apart).
+Full fine-tuning without --resume: steps 1..STEPS from INIT_DIR's weights, a checkpoint
+after step SAVE_AT (OUT_DIR/ckpt), the final model exported to OUT_DIR/export. With
+--resume: the checkpoint restored, then the steps after it. --lora INIT (a model with tied
+embeddings) adds LoRA_STEPS LoRA steps, a checkpoint restored into a second sharded
+model, and the adapter exported to OUT_DIR/lora_export. Rank 0 writes OUT_DIR/result.json
+(loss and gradient norm per step). `reference()` and `lora_reference()` run the same steps
+in one process without sharding. Every step uses the engine's own collate and loss
+(decoder and lm_head called apart).
 """
 from __future__ import annotations
 
@@ -49,10 +52,27 @@ def prepare(model):
     return model
 
 
+def prepare_lora(model):
+    from peft import LoraConfig, get_peft_model
+    import torch
+
+    model.config.use_cache = False
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.enable_input_require_grads()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    torch.manual_seed(5)  # the adapter's init (rank 0's is broadcast; the reference draws the same)
+    return get_peft_model(model, LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules="all-linear",
+                                            bias="none", task_type="CAUSAL_LM"))
+
+
+LORA_STEPS = 3
+
+
 def make_optimizer(model):
     import torch
 
-    return torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.1)
+    return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=LR, weight_decay=0.1)
 
 
 def step(model, optimizer, batches: list, world: int, clip) -> tuple[float, float]:
@@ -99,6 +119,56 @@ def reference(init_dir: Path, steps: int = STEPS) -> tuple[list[dict], object]:
     return out, model
 
 
+def lora_reference(init_dir: Path) -> tuple[list[dict], object]:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = prepare_lora(AutoModelForCausalLM.from_pretrained(init_dir, dtype=torch.float32,
+                                                              attn_implementation="sdpa"))
+    opt = make_optimizer(model)
+
+    def clip(params, max_norm):
+        return torch.nn.utils.clip_grad_norm_([p for p in params if p.requires_grad], max_norm)
+
+    out = []
+    for s in range(1, LORA_STEPS + 1):
+        loss, norm = step(model, opt, micro_batches(s, model.config.vocab_size), 1, clip)
+        out.append({"step": s, "loss": loss, "grad_norm": norm})
+    return out, model
+
+
+def lora_phase(init_dir: Path, out_dir: Path, rank: int, world: int) -> dict:
+    """LoRA on a tied-embedding model: steps, a save_state/load_state round trip into a
+    second sharded model at step 2 (which then takes step 3), and the adapter export."""
+    import torch
+
+    from engine.train import fsdp
+
+    def load():
+        m = fsdp.load_pretrained_sharded(str(init_dir), "cpu", dtype=torch.float32, prepare=prepare_lora,
+                                         attn_implementation="sdpa")
+        return m, make_optimizer(m)
+
+    def trainable(m):
+        return (p for p in m.parameters() if p.requires_grad)
+
+    model, opt = load()
+    vocab = model.config.vocab_size
+    out, restored = [], None
+    for s in range(1, LORA_STEPS + 1):
+        loss, norm = step(model, opt, [micro_batches(s, vocab)[rank]], world,
+                          lambda _, mx: fsdp.clip_grad_norm(trainable(model), mx))
+        out.append({"step": s, "loss": loss, "grad_norm": norm})
+        if s == LORA_STEPS - 1:
+            fsdp.save_state(model, opt, None, out_dir / "lora_ckpt")
+            other, other_opt = load()
+            fsdp.load_state(other, other_opt, out_dir / "lora_ckpt")
+            restored = step(other, other_opt, [micro_batches(s + 1, vocab)[rank]], world,
+                            lambda _, mx: fsdp.clip_grad_norm(trainable(other), mx))
+    fsdp.export_pretrained(model, None, out_dir / "lora_export")
+    return {"steps": out, "restored_step": {"loss": restored[0], "grad_norm": restored[1]}}
+
+
 def main() -> None:
     import torch
     import torch.distributed as dist
@@ -109,6 +179,7 @@ def main() -> None:
     ap.add_argument("init_dir", type=Path)
     ap.add_argument("out_dir", type=Path)
     ap.add_argument("--resume", type=Path)
+    ap.add_argument("--lora", type=Path)
     a = ap.parse_args()
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
@@ -132,10 +203,11 @@ def main() -> None:
     total = sum(p.numel() for p in model.parameters())
     shares = [None] * world
     dist.all_gather_object(shares, local)
+    lora = lora_phase(a.lora, a.out_dir, rank, world) if a.lora else None
     if rank == 0:
         (a.out_dir / "result.json").write_text(json.dumps(
             {"steps": out, "finite": finite, "world": world, "local_params": shares, "params": total,
-             "dtensor": type(next(model.parameters())).__name__}))
+             "dtensor": type(next(model.parameters())).__name__, "lora": lora}))
     dist.destroy_process_group()
 
 

@@ -44,13 +44,18 @@ def runs(tmp_path_factory):
     cfg = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                       num_key_value_heads=2, vocab_size=257, max_position_embeddings=64, tie_word_embeddings=False)
     LlamaForCausalLM(cfg).save_pretrained(init)
+    tied = tmp / "init_tied"
+    cfg.tie_word_embeddings = True
+    torch.manual_seed(1)
+    LlamaForCausalLM(cfg).save_pretrained(tied)
     whole, resumed = tmp / "whole", tmp / "resumed"
     whole.mkdir()
     resumed.mkdir()
-    _torchrun(str(init), str(whole))
+    _torchrun(str(init), str(whole), "--lora", str(tied))
     _torchrun(str(init), str(resumed), "--resume", str(whole / "ckpt"))
     ref_steps, ref_model = fsdp_worker.reference(init)
-    return {"init": init, "whole": whole, "resumed": resumed, "ref_steps": ref_steps, "ref_model": ref_model,
+    lora_steps, lora_model = fsdp_worker.lora_reference(tied)
+    return {"lora_ref_steps": lora_steps, "lora_ref_model": lora_model, "init": init, "whole": whole, "resumed": resumed, "ref_steps": ref_steps, "ref_model": ref_model,
             "a": json.loads((whole / "result.json").read_text()),
             "b": json.loads((resumed / "result.json").read_text())}
 
@@ -104,6 +109,30 @@ def test_rank0_export_loads_with_from_pretrained(runs):
     loaded = AutoModelForCausalLM.from_pretrained(runs["whole"] / "export", dtype=torch.float32)
     ids = torch.randint(3, 257, (1, 12), generator=torch.Generator().manual_seed(7))
     ref = runs["ref_model"].eval()
+    with torch.no_grad():
+        assert torch.allclose(loaded(input_ids=ids).logits, ref(input_ids=ids).logits, atol=1e-4)
+
+
+def test_lora_on_tied_embeddings_matches_and_round_trips(runs):
+    import torch
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    lora = runs["a"]["lora"]
+    for got, want in zip(lora["steps"], runs["lora_ref_steps"], strict=True):
+        assert got["loss"] == pytest.approx(want["loss"], rel=1e-5)
+        assert got["grad_norm"] == pytest.approx(want["grad_norm"], rel=1e-5)
+    # a second sharded model restored from the checkpoint takes the same last step
+    assert lora["restored_step"]["loss"] == pytest.approx(lora["steps"][-1]["loss"], abs=1e-6)
+    assert lora["restored_step"]["grad_norm"] == pytest.approx(lora["steps"][-1]["grad_norm"], abs=1e-6)
+    export = runs["whole"] / "lora_export"
+    saved = load_file(str(export / "adapter_model.safetensors"))
+    assert saved and all("lora_" in k for k in saved)  # the adapter only, not the base
+    ref = runs["lora_ref_model"].eval()
+    base = AutoModelForCausalLM.from_pretrained(runs["init"].parent / "init_tied", dtype=torch.float32)
+    loaded = PeftModel.from_pretrained(base, export).eval()
+    ids = torch.randint(3, 257, (1, 12), generator=torch.Generator().manual_seed(3))
     with torch.no_grad():
         assert torch.allclose(loaded(input_ids=ids).logits, ref(input_ids=ids).logits, atol=1e-4)
 
