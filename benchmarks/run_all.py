@@ -10,7 +10,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 BENCHES = [
     ("chart redraw and event rate", ["bench_tui_chart.py"]),
-    ("dataset browsing, 1M rows", ["bench_data_browse.py"]),
+    ("dataset browsing: 5M-row JSONL, 1M-row Parquet and CSV", ["bench_data_browse.py"]),
     ("near duplicates, 100k rows", ["bench_neardup.py"]),
     ("engine vs HF Trainer + PEFT", ["bench_engine_vs_hf.py", "--size", "tiny", "--steps", "12"]),
     ("memory estimate vs measured", ["bench_memory_accuracy.py"]),

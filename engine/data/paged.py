@@ -352,14 +352,20 @@ def _csv_records(p: Path, delimiter: str):
 
 # ---------------------------------------------------------------- columnar sources, paged
 
-class _Pages:
-    """Random access to a columnar source: row counts per piece known up front, pieces decoded
-    to Arrow on demand and kept in a small LRU cache, rows turned into dicts only when asked."""
+PIECE = 8192               # rows decoded at a time for random access to a Parquet row group
+SCAN_ROWS = 16_384         # rows per batch of a sequential column scan (bounded memory)
 
-    CACHE = 4
+
+class _Pages:
+    """Random access to a columnar source: row counts per piece known up front from metadata,
+    pieces decoded to Arrow on demand and kept in a small LRU cache, rows turned into dicts
+    only when asked; `scan` reads everything in order with bounded memory."""
+
+    CACHE = 8
 
     def __init__(self):
         self._lock = threading.Lock()
+        self._io = threading.Lock()
         self._cache: OrderedDict[int, object] = OrderedDict()
         self.notes: list[str] = []
         self.bounds: list[int] = [0]  # cumulative row count at the start of each piece
@@ -374,12 +380,17 @@ class _Pages:
     def _read_piece(self, k: int):
         raise NotImplementedError
 
+    def scan(self, start: int = 0, batch_rows: int = SCAN_ROWS):
+        """(first row, Arrow table or record batch) in order from row `start`."""
+        raise NotImplementedError
+
     def piece(self, k: int):
         with self._lock:
             if k in self._cache:
                 self._cache.move_to_end(k)
                 return self._cache[k]
-        t = self._read_piece(k)
+        with self._io:
+            t = self._read_piece(k)
         with self._lock:
             self._cache[k] = t
             while len(self._cache) > self.CACHE:
@@ -389,8 +400,6 @@ class _Pages:
     def table(self, a: int, b: int):
         """Rows a..b (end excluded) as one Arrow table, reading only the pieces covering them."""
         import bisect
-
-        import pyarrow as pa
 
         a, b = max(0, a), min(b, len(self))
         parts = []
@@ -402,14 +411,7 @@ class _Pages:
                 parts.append(t.slice(a - lo, min(b, hi) - a))
                 a = min(b, hi)
             k += 1
-        if not parts:
-            return None
-        if len(parts) == 1:
-            return parts[0]
-        try:
-            return pa.concat_tables(parts, promote_options="default")
-        except (TypeError, pa.ArrowInvalid):
-            return pa.concat_tables(parts)
+        return _concat(parts) if parts else None
 
     def rows(self, a: int, b: int) -> list[dict]:
         t = self.table(a, b)
@@ -418,21 +420,47 @@ class _Pages:
     def _to_rows(self, t) -> list[dict]:
         return t.to_pylist()
 
-    def byte_lengths(self, cancelled: Callable[[], bool] = lambda: False, step: int = 50_000):
+    def batches(self, start: int, batch_rows: int):
+        """(first row, table of exactly batch_rows rows, the last one shorter) from `start`."""
+        buf, have, first = [], 0, start
+        for row, t in self.scan(start, max(batch_rows, 1024)):
+            buf.append(t)
+            have += len(t)
+            while have >= batch_rows:
+                whole = _concat(buf)
+                yield first, whole.slice(0, batch_rows)
+                rest = whole.slice(batch_rows)
+                first += batch_rows
+                buf, have = ([rest] if len(rest) else []), len(rest)
+        if have:
+            yield first, _concat(buf)
+
+    def byte_lengths(self, cancelled: Callable[[], bool] = lambda: False):
         """int64 numpy array: bytes of each row's text (strings and binaries, nested ones too;
-        8 for a number), by a column scan a piece at a time. None if cancelled."""
+        8 for a number), from one sequential column scan. None if cancelled."""
         import numpy as np
+        import pyarrow as pa
 
         out = np.zeros(len(self), np.int64)
-        for a in range(0, len(self), step):
+        for row, t in self.scan(0):
             if cancelled():
                 return None
-            t = self.table(a, min(len(self), a + step))
-            if t is None:
-                break
             for col in t.columns:
-                out[a:a + len(t)] += _arrow_lengths(col.combine_chunks() if hasattr(col, "combine_chunks") else col)
+                out[row:row + len(t)] += _arrow_lengths(col)
+        pa.default_memory_pool().release_unused()
         return out
+
+
+def _concat(parts):
+    import pyarrow as pa
+
+    parts = [pa.Table.from_batches([x]) if isinstance(x, pa.RecordBatch) else x for x in parts]
+    if len(parts) == 1:
+        return parts[0]
+    try:
+        return pa.concat_tables(parts, promote_options="default")
+    except (TypeError, pa.ArrowInvalid):
+        return pa.concat_tables(parts)
 
 
 def _arrow_lengths(arr):
@@ -450,8 +478,8 @@ def _arrow_lengths(arr):
         return pc.fill_null(pc.binary_length(arr), 0).to_numpy(zero_copy_only=False).astype(np.int64)
     if pa.types.is_struct(ty):
         out = np.zeros(n, np.int64)
-        for i in range(ty.num_fields):
-            out += _arrow_lengths(arr.field(i))
+        for child in arr.flatten():  # children cut to the slice (and its nulls)
+            out += _arrow_lengths(child)
         return out
     if pa.types.is_list(ty) or pa.types.is_large_list(ty):
         flat = arr.flatten()
@@ -464,43 +492,99 @@ def _arrow_lengths(arr):
 
 
 class ParquetPages(_Pages):
-    """A Parquet file, or a directory of Parquet shards, read by row group."""
+    """A Parquet file, or a directory of Parquet shards. A page is read from the PIECE-row
+    slice of its row group (decoded in order, resuming where the last read stopped), so a
+    huge row group never has to be held whole."""
 
     def __init__(self, path: str | Path):
         super().__init__()
         import pyarrow.parquet as pq
 
         self.path = Path(path)
-        files = _parquet_shards(self.path) if self.path.is_dir() else [self.path]
-        self._files, self._groups = [], []  # open ParquetFile per shard; (file no, group no) per piece
+        self._paths = _parquet_shards(self.path) if self.path.is_dir() else [self.path]
+        self._files = []            # open ParquetFile per shard
+        self._pieces = []           # (file no, row group, piece no within the group)
+        self._group_rows = []       # per file: rows of each row group
         self._bytes = 0
-        for f in files:
+        for f in self._paths:
             if f.stat().st_size == 0:
                 raise DataError(f"{f}: file is empty; point data.path at a file with rows")
             try:
-                pf = pq.ParquetFile(f, memory_map=True)
+                pf = pq.ParquetFile(f, pre_buffer=False)
             except Exception as e:  # pyarrow raises several types for corrupt files
                 raise DataError(f"{f}: not a readable Parquet file ({e}); re-export it or use JSONL") from None
             self._bytes += f.stat().st_size
             fno = len(self._files)
             self._files.append(pf)
             md = pf.metadata
-            for g in range(md.num_row_groups):
-                self._groups.append((fno, g))
-                self.bounds.append(self.bounds[-1] + md.row_group(g).num_rows)
-        if len(files) > 1:
-            self.notes.append(f"{len(files)} Parquet shards")
+            groups = [md.row_group(g).num_rows for g in range(md.num_row_groups)]
+            self._group_rows.append(groups)
+            for g, n in enumerate(groups):
+                for j in range(0, n, PIECE):
+                    self._pieces.append((fno, g, j // PIECE))
+                    self.bounds.append(self.bounds[-1] + min(PIECE, n - j))
+        self._cursor = None         # (file no, row group, next piece no, batch iterator)
+        if len(self._paths) > 1:
+            self.notes.append(f"{len(self._paths)} Parquet shards")
 
     @property
     def total_bytes(self) -> int:
         return self._bytes
 
     def _read_piece(self, k: int):
-        fno, g = self._groups[k]
+        import pyarrow as pa
+
+        fno, g, j = self._pieces[k]
+        want = self.bounds[k + 1] - self.bounds[k]
         try:
-            return self._files[fno].read_row_group(g)
+            cur = self._cursor
+            if cur is None or cur[0] != fno or cur[1] != g or cur[2] > j:
+                cur = [fno, g, 0, self._files[fno].iter_batches(batch_size=PIECE, row_groups=[g],
+                                                                 use_pandas_metadata=False)]
+            while cur[2] < j:
+                next(cur[3])
+                cur[2] += 1
+            batch = next(cur[3])
+            cur[2] += 1
+            self._cursor = cur
+            if len(batch) == want:
+                return pa.Table.from_batches([batch])
+            self._cursor = None  # the reader cut the group otherwise: slice the whole group
+            return self._files[fno].read_row_group(g).slice(j * PIECE, want)
+        except StopIteration:
+            self._cursor = None
+            return self._files[fno].read_row_group(g).slice(j * PIECE, want)
         except Exception as e:
+            self._cursor = None
             raise DataError(f"{self.path}: not a readable Parquet file ({e}); re-export it or use JSONL") from None
+
+    def scan(self, start: int = 0, batch_rows: int = SCAN_ROWS):
+        import pyarrow.parquet as pq
+
+        row = 0
+        for f, groups in zip(self._paths, self._group_rows):
+            todo = []
+            for g, n in enumerate(groups):
+                if not todo and row + n <= start:
+                    row += n
+                else:
+                    todo.append(g)
+            if not todo:
+                continue
+            try:
+                pf = pq.ParquetFile(f, pre_buffer=False)  # its own reader: pages may be read meanwhile
+                for batch in pf.iter_batches(batch_size=batch_rows, row_groups=todo, use_pandas_metadata=False):
+                    if row < start:
+                        skip = min(len(batch), start - row)
+                        batch, row = batch.slice(skip), row + skip
+                        if not len(batch):
+                            continue
+                    yield row, batch
+                    row += len(batch)
+            except DataError:
+                raise
+            except Exception as e:
+                raise DataError(f"{f}: not a readable Parquet file ({e}); re-export it or use JSONL") from None
 
 
 class ArrowPages(_Pages):
@@ -574,6 +658,15 @@ class ArrowPages(_Pages):
             return self._ds.with_format("arrow")[:]
         return self._tables[k]  # memory-mapped: slicing copies nothing
 
+    def scan(self, start: int = 0, batch_rows: int = SCAN_ROWS):
+        for k in range(len(self.bounds) - 1):
+            lo, hi = self.bounds[k], self.bounds[k + 1]
+            if hi <= start:
+                continue
+            t = self.piece(k)
+            for a in range(max(start, lo), hi, batch_rows):
+                yield a, t.slice(a - lo, min(batch_rows, hi - a))
+
     def _to_rows(self, t) -> list[dict]:
         if self._decode:  # images, audio: datasets' own formatting, as load_from_disk gives them
             import datasets
@@ -584,11 +677,11 @@ class ArrowPages(_Pages):
 
 def _columnar_batches(pages: _Pages, batch_rows: int, start: int, cancelled) -> Iterator[Batch]:
     n = len(pages)
-    for a in range(max(0, start), n, batch_rows):
+    for a, t in pages.batches(max(0, start), batch_rows):
         if cancelled():
             return
-        b = min(n, a + batch_rows)
-        rows = pages.rows(a, b)
+        rows = pages._to_rows(t)
+        b = a + len(rows)
         yield Batch(a, rows, [None] * len(rows), [], n, int(pages.total_bytes * b / max(1, n)), pages.total_bytes)
 
 

@@ -372,14 +372,15 @@ def apply_filter(wb: Workbench, spec: str, cancelled: Callable[[], bool] = lambd
     by_len = sort_key is not None and sort_key.lstrip("-") == "len"
     rev = bool(sort_key) and sort_key.startswith("-")
     if not tests and (sort_key is None or by_len):
-        out = np.flatnonzero(mask) if mask is not None else np.arange(n, dtype=np.int64)
-        if by_len:
+        out = np.flatnonzero(mask) if mask is not None else None
+        if by_len:  # no copies of the whole index beyond the key and the order (big files)
             ls = lens()
             if ls is None:
                 return np.zeros(0, np.int64)
-            key = ls[out].astype(np.int64)
-            out = out[np.argsort(-key if rev else key, kind="stable")]
-        return out.astype(np.int64)
+            key = ls if out is None else ls[out]
+            order = np.argsort(-key if rev else key, kind="stable")
+            out = order if out is None else out[order]
+        return (np.arange(n, dtype=np.int64) if out is None else out).astype(np.int64, copy=False)
     ls = lens() if (by_len or any(_LEN.match(t) for t in terms)) else None
     keep, keys = [], []
     for start in range(0, n, 4096):
