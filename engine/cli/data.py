@@ -1,7 +1,10 @@
 """`ftwb data check FILE` and `ftwb data split FILE`: dataset checks and splits, headless.
 
+`data check` streams every row through the checks (engine.data.checks_stream) with a
+progress bar on a terminal; Ctrl+C stops it with a partial report.
 Exit codes (check): 0 no error-severity findings, 1 some, 2 the file or the arguments
-cannot be used. Heavy imports (transformers) happen only when --model is given.
+cannot be used, 130 stopped by Ctrl+C (the report covers the rows read).
+Heavy imports (transformers) happen only when --model is given.
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ def register(sub) -> None:
     c.add_argument("--words", action="store_true", help="shingle words instead of characters (try --shingle 3)")
     c.add_argument("--no-near", action="store_true", help="skip near-duplicate detection")
     c.add_argument("--val", help="validation file: report rows that leak into it")
+    c.add_argument("--sample", type=int, metavar="N", help="check only the first N rows (default: every row)")
     c.set_defaults(func=run_check)
 
     s = dsub.add_parser("split", help="split a dataset into train/val/test JSONL files")
@@ -137,8 +141,125 @@ def _check_specs(args: argparse.Namespace):
         return _fail("check", str(e))
 
 
+def _head_source(spec):
+    """(source, fmt, reason) from the first batch of a streamable file, or None when the
+    source is not streamed (selections, JSON arrays, text, hub ids): those load whole."""
+    from engine.data import paged
+    from engine.data.errors import DataError, RowProblem
+    from engine.data.load import LoadResult
+    from engine.data.sources import Source, identify
+
+    if spec.split:
+        return None
+    try:
+        kind, p = paged.source_kind(spec.path)
+    except DataError:
+        return None  # load says why, with its own message
+    if kind not in ("jsonl", "csv", "parquet", "hf_saved"):
+        return None
+    try:
+        first = next(iter(paged.iter_batches(spec.path, batch_rows=2000)), None)
+    except DataError as e:
+        return _fail("check", str(e))
+    except (OSError, MemoryError, ValueError) as e:
+        return _fail("check", f"{spec.path}: cannot read ({e}); check the file")
+    rows = [r for r in (first.rows if first else []) if r is not None]
+    res = LoadResult(rows, [], [RowProblem(*e) for e in (first.errors if first else [])], str(p), kind)
+    from engine.data import mapping as M
+
+    src = Source(spec, res, M.apply_all(rows, spec.mapping), "", "")
+    if not src.rows:
+        return None  # no readable row in the head: load reports the file as load sees it
+    try:
+        identify(src)
+    except DataError as e:
+        return src, None, str(e)
+    return src, src.fmt, ("given with --format" if spec.format != "auto" and src.reason == "set by data.format"
+                          else src.reason)
+
+
+def _batches(spec, src, streamed: bool):
+    """The source's rows in batches, under ftwb's names."""
+    from engine.data.checks_stream import list_batches
+
+    if not streamed:
+        yield from list_batches(src.rows, src.lines, src.problems)
+        return
+    from engine.data import mapping as M
+    from engine.data import paged
+
+    m = spec.mapping
+    for b in paged.iter_batches(spec.path, text_documents=spec.text_documents):
+        if m:
+            b.rows = [None if r is None else M.apply(r, m) for r in b.rows]
+        yield b
+
+
+class _Bar:
+    """One progress line on stderr, redrawn at most 10 times a second: % (by rows when the
+    total is known, else by bytes), rows and rows/s."""
+
+    def __init__(self, label: str):
+        import time
+
+        self.label, self.last, self.time, self.width = label, 0.0, time.monotonic, 0
+
+    def __call__(self, p) -> None:
+        now = self.time()
+        if p.phase == "rows" and now - self.last < 0.1:
+            return
+        self.last = now
+        frac = p.fraction
+        pct = f"{100 * frac:3.0f}% " if frac is not None else ""
+        bar = ""
+        if frac is not None:
+            filled = int(frac * 24)
+            bar = "[" + "#" * filled + "." * (24 - filled) + "] "
+        what = {"rows": "", "duplicates": "  finding duplicates …", "done": ""}[p.phase]
+        text = f"{self.label}: {bar}{pct}{p.records:,} rows  {p.rate:,.0f} rows/s{what}"
+        sys.stderr.write("\r" + text.ljust(self.width))
+        self.width = len(text)
+        sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.width:
+            sys.stderr.write("\r" + " " * self.width + "\r")
+            sys.stderr.flush()
+
+
+class _Interrupt:
+    """Ctrl+C sets a flag the scan checks between batches (a second one stops at once)."""
+
+    def __init__(self):
+        self.hit = False
+
+    def __enter__(self):
+        import signal
+
+        def handler(signum, frame):
+            if self.hit:
+                raise KeyboardInterrupt
+            self.hit = True
+        try:
+            self.old = signal.signal(signal.SIGINT, handler)
+        except ValueError:  # not the main thread
+            self.old = None
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+
+        if self.old is not None:
+            signal.signal(signal.SIGINT, self.old)
+        return False
+
+    def __call__(self) -> bool:
+        return self.hit
+
+
 def run_check(args: argparse.Namespace) -> int:
-    from engine.data.checks import CHECKS, counts, make, problems_to_findings, run_checks
+    from engine.data.checks import CHECKS, counts, make
+    from engine.data.checks_stream import check_stream
 
     if not 0 < args.threshold <= 1:
         return _fail("check", f"--threshold {args.threshold}: must be in (0, 1]; e.g. 0.8")
@@ -146,16 +267,33 @@ def run_check(args: argparse.Namespace) -> int:
         return _fail("check", f"--shingle {args.shingle}: must be at least 1; e.g. 5")
     if args.max_seq_len is not None and args.max_seq_len < 1:
         return _fail("check", f"--max-seq-len {args.max_seq_len}: must be a positive number of tokens")
+    if args.sample is not None and args.sample < 1:
+        return _fail("check", f"--sample {args.sample}: must be a positive number of rows; e.g. 10000")
     spec_list = _check_specs(args)
     if isinstance(spec_list, int):
         return spec_list
+    if spec_list is None:
+        from types import SimpleNamespace
+
+        from engine.data.errors import DataError
+        from engine.data.sources import specs
+
+        try:
+            spec_list = specs(SimpleNamespace(path=str(args.file), format=args.format or "auto", columns={},
+                                              roles={}, split=args.split, text_documents=args.text_documents))
+        except DataError as e:
+            return _fail("check", str(e))
     loads = []
-    for spec in spec_list or [None]:
-        one = (_load("check", args.file, args.format, args.split, args.text_documents) if spec is None
-               else _load_spec("check", spec))
+    for spec in spec_list:
+        one = _head_source(spec)
+        streamed = one is not None
         if isinstance(one, int):
             return one
-        loads.append(one)
+        if one is None:
+            one = _load_spec("check", spec)
+            if isinstance(one, int):
+                return one
+        loads.append((spec, streamed, *one))
     tok = None
     if args.model:
         try:
@@ -164,45 +302,81 @@ def run_check(args: argparse.Namespace) -> int:
             return _fail("check", f"--model {args.model}: cannot load a tokenizer ({str(e).splitlines()[0][:200]})")
     val_rows = None
     if args.val:
-        v = _load("check", args.val, loads[0][1])
+        v = _load("check", args.val, loads[0][3])
         if isinstance(v, int):
             return v
         val_rows = v[0].rows
     reports = []
-    for res, fmt, reason in loads:
-        findings = problems_to_findings(res.problems)
-        if fmt is None:
-            check = "multimodal" if "multimodal" in reason else "too_few_rows"
-            findings.append(make(check, -1, None, f"no usable rows: {reason}"))
-        else:
-            findings += run_checks(res.rows, res.lines, fmt, tokenizer=tok,
-                                   max_seq_len=(args.max_seq_len or 2048) if tok is not None else None,
-                                   val_rows=val_rows, near_dup=not args.no_near, shingle=args.shingle,
-                                   threshold=args.threshold, shingle_unit="word" if args.words else "char")
-        reports.append((res, fmt, reason, findings, counts(findings)))
-    n_err = sum(1 for *_, findings, _c in reports for f in findings if f.severity == "error")
+    stopped = False
+    tty = sys.stderr.isatty() and not args.json
+    with _Interrupt() as interrupt:
+        for spec, streamed, res, fmt, reason in loads:
+            findings = []
+            scan = None
+            if fmt is None:
+                from engine.data.checks import problems_to_findings
+
+                findings = problems_to_findings(res.problems)
+                check = "multimodal" if "multimodal" in reason else "too_few_rows"
+                findings.append(make(check, -1, None, f"no usable rows: {reason}"))
+            elif not stopped:
+                bar = _Bar(Path(str(spec.path)).name) if tty else None
+                from engine.data.errors import DataError
+
+                try:
+                    scan = check_stream(_batches(spec, res, streamed), fmt, tokenizer=tok,
+                                        max_seq_len=(args.max_seq_len or 2048) if tok is not None else None,
+                                        val_rows=val_rows, near_dup=not args.no_near, shingle=args.shingle,
+                                        threshold=args.threshold, shingle_unit="word" if args.words else "char",
+                                        sample=args.sample, progress=bar, cancelled=interrupt)
+                except DataError as e:  # a fault found mid-file
+                    return _fail("check", str(e))
+                finally:
+                    if bar is not None:
+                        bar.close()
+                findings = scan.findings
+                stopped = stopped or (scan.partial and interrupt.hit)
+            reports.append((spec, res, fmt, reason, findings, counts(findings), scan))
+    n_err = sum(1 for *_, findings, _c, _s in reports for f in findings if f.severity == "error")
+    code = 130 if stopped else 1 if n_err else 0
     if args.json:
-        docs = [{"file": str(args.file) if args.file else res.spec.label, "format": fmt, "reason": reason,
-                 "rows": len(res.rows), "notes": list(res.notes),
-                 "findings": [f.to_dict() for f in findings], "counts": cnt}
-                for res, fmt, reason, findings, cnt in reports]
+        docs = []
+        for spec, res, fmt, reason, findings, cnt, scan in reports:
+            rows = scan.rows if scan is not None else len(res.rows)
+            docs.append({"file": str(args.file) if args.file else spec.label, "format": fmt, "reason": reason,
+                         "rows": rows, "rows_scanned": rows,
+                         "records_scanned": scan.records if scan is not None else len(res.rows) + len(res.problems),
+                         "partial": bool(scan and scan.partial), "sampled": bool(scan and scan.sampled),
+                         "skipped": list(scan.skipped) if scan is not None else [],
+                         "notes": list(res.notes), "findings": [f.to_dict() for f in findings], "counts": cnt})
         _emit(json.dumps(docs[0] if args.file else {"config": str(args.config), "sources": docs},
                          ensure_ascii=False))
-        return 1 if n_err else 0
-    for res, fmt, reason, findings, cnt in reports:
-        _print_report(args.file or res.spec.label, fmt, reason, res, findings, cnt, CHECKS,
-                      skipped_overlong=tok is None)
-    return 1 if n_err else 0
+        return code
+    for spec, res, fmt, reason, findings, cnt, scan in reports:
+        _print_report(args.file or spec.label, fmt, reason, res, findings, cnt, CHECKS,
+                      skipped_overlong=tok is None, scan=scan)
+    if stopped:
+        print("stopped (Ctrl+C): the report covers the rows read so far", file=sys.stderr)
+    return code
 
 
-def _print_report(file, fmt, reason, res, findings, cnt, checks, skipped_overlong: bool) -> None:
+def _print_report(file, fmt, reason, res, findings, cnt, checks, skipped_overlong: bool, scan=None) -> None:
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
     con = Console(highlight=False)
     con.print(f"[bold]{escape(str(file))}[/]")
-    con.print(f"rows: {len(res.rows)}   format: [cyan]{fmt or 'unknown'}[/] ({escape(reason)})")
+    if scan is None:
+        con.print(f"rows: {len(res.rows)}   format: [cyan]{fmt or 'unknown'}[/] ({escape(reason)})")
+    else:
+        how = ""
+        if scan.partial:
+            how = "  [yellow](stopped early: the report covers these rows"
+            how += f"; not checked: {', '.join(scan.skipped)})[/]" if scan.skipped else ")[/]"
+        elif scan.sampled:
+            how = f"  [yellow](sample: the first {scan.rows:,} rows)[/]"
+        con.print(f"rows scanned: {scan.rows:,}   format: [cyan]{fmt or 'unknown'}[/] ({escape(reason)}){how}")
     for note in getattr(res, "notes", []):
         con.print(f"[dim]note: {escape(note)}[/]")
     if not findings:

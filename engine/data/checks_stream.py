@@ -86,6 +86,11 @@ class CheckRun:
         self.only = only
         self.threshold = threshold
         self.pii_kinds = {k for k in pii.KINDS if self.want(k)}
+        # Structure and text checks (and the normaliser) run only when one of theirs is asked for.
+        per_row = set(CHECKS) - set(pii.KINDS) - {"invalid_json", "exact_duplicate", "near_duplicate",
+                                                   "train_val_leak", "overlong", "rejected_is_other_chosen",
+                                                   "length_imbalance"}
+        self.structure = only is None or bool(per_row & set(only))
         self.n = 0
         self.usable = 0
         self.refused = self.template_usable = 0
@@ -117,27 +122,35 @@ class CheckRun:
         lines = list(lines) if lines is not None else [None] * len(rows)
         lines += [None] * (len(rows) - len(lines))
         start, fmt, out = self.n, self.fmt, []
+        texts = [] if self.dups is not None else None
         for k, row in enumerate(rows):
             i, line = start + k, lines[k]
-            found = checks_chat.check_row(row, fmt, i, line) + checks_text.check_row(row, fmt, i, line)
-            # The normaliser training uses decides whether the row is usable; a row it refuses
-            # always carries an error saying why, and one it accepts carries no structure error.
-            try:
-                normalize_row(row, fmt)
-                self.usable += 1
-                found = [f for f in found if not (f.check in _STRUCTURE and f.severity == "error")]
-            except RowError as e:
-                if not any(f.check in _STRUCTURE and f.severity == "error" for f in found):
-                    cid = getattr(e, "check", "unusable")
-                    found.append(make(cid if cid in CHECKS else "unusable", i, line, str(e)))
+            ex = None
+            found = []
+            if self.structure:
+                found = checks_chat.check_row(row, fmt, i, line) + checks_text.check_row(row, fmt, i, line)
+                # The normaliser training uses decides whether the row is usable; a row it refuses
+                # always carries an error saying why, and one it accepts carries no structure error.
+                try:
+                    ex = normalize_row(row, fmt)
+                    self.usable += 1
+                    found = [f for f in found if not (f.check in _STRUCTURE and f.severity == "error")]
+                except RowError as e:
+                    if not any(f.check in _STRUCTURE and f.severity == "error" for f in found):
+                        cid = getattr(e, "check", "unusable")
+                        found.append(make(cid if cid in CHECKS else "unusable", i, line, str(e)))
             if self.pii_kinds:
                 for path, text in checks_text.strings(row):
                     for m in pii.find_pii(text, self.pii_kinds):
                         found.append(make(m.kind, i, line, f"{_LABEL[m.kind]} in {path}: {_mask(m.text)}",
                                           span=(m.start, m.end), field=path))
             out.extend(f for f in found if self.want(f.check))
+            if texts is not None:
+                # row_text reads the normalised messages: reuse them rather than normalise twice
+                msgs = ex.get("messages") if ex is not None and fmt not in ("completion", "text") else None
+                texts.append("\n".join(m["content"] for m in msgs) if msgs is not None else row_text(row, fmt))
         if self.dups is not None:
-            self.dups.add([row_text(r, fmt) for r in rows])
+            self.dups.add(texts)
             self.lines.extend(lines)
         if self.pairs is not None:
             out.extend(f for f in self.pairs.add(rows, lines, start) if self.want(f.check))

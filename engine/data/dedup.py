@@ -299,12 +299,18 @@ class DupIndex:
                 out.append((a, b, j))
         return out
 
-    def _pairs(self, keys: np.ndarray, ids: np.ndarray, cancelled=None) -> set[tuple[int, int]]:
+    def _pairs(self, chunks: list[np.ndarray], ids: np.ndarray | None, cancelled=None) -> set[tuple[int, int]]:
+        """Candidate pairs among rows `ids` (None: all) of the key chunks, one band at a
+        time (one column of 8-byte keys in memory beside the chunks)."""
         pairs: set[tuple[int, int]] = set()
         for b in range(self.bands):
             if cancelled is not None:
                 cancelled()  # raises to stop (the caller's exception)
-            pairs |= _bucket_pairs(np.ascontiguousarray(keys[:, b]), ids)
+            col = np.concatenate([c[:, b] for c in chunks])
+            if ids is None:
+                pairs |= _bucket_pairs(col, np.arange(len(col)))
+            else:
+                pairs |= _bucket_pairs(col[ids], ids)
         return pairs
 
     def near_pairs(self, rows: np.ndarray | None = None, cancelled=None) -> list[tuple[int, int, float]]:
@@ -312,11 +318,10 @@ class DupIndex:
         `cancelled` is called between bands; it stops the search by raising."""
         if not self.near or self.n < 2:
             return []
-        keys = np.concatenate(self._keys)
-        ids = np.arange(self.n) if rows is None else np.asarray(rows, np.int64)
-        if len(ids) < 2:
+        ids = None if rows is None else np.asarray(rows, np.int64)
+        if ids is not None and len(ids) < 2:
             return []
-        return self._confirm(self._pairs(keys[ids], ids, cancelled), self._texts)
+        return self._confirm(self._pairs(self._keys, ids, cancelled), self._texts)
 
     def duplicates(self, near: bool | None = None, cancelled=None) -> DupResult:
         """Exact groups, then near groups among one row per exact group (so an exact copy
@@ -334,7 +339,7 @@ class DupIndex:
         res.near_groups = uf.groups()
         return res
 
-    def leaks(self, other_texts: list[str]) -> list[tuple[int, int, float]]:
+    def leaks(self, other_texts: list[str], cancelled=None) -> list[tuple[int, int, float]]:
         """(row, other row, similarity) for rows of `other_texts` that repeat a row here,
         exactly (1.0) or nearly."""
         other = DupIndex(near=self.near, threshold=self.threshold, shingle=self.shingle, unit=self.unit)
@@ -352,8 +357,7 @@ class DupIndex:
                 out[(int(order[pos[j]]), j)] = 1.0  # searchsorted finds the first (stable) copy
         if self.near and self.n and other.n:
             n = self.n
-            keys = np.concatenate(self._keys + other._keys)
-            pairs = {(a, b) for a, b in self._pairs(keys, np.arange(n + other.n)) if a < n <= b}
+            pairs = {(a, b) for a, b in self._pairs(self._keys + other._keys, None, cancelled) if a < n <= b}
             pairs = {(a, b) for a, b in pairs if (a, b - n) not in out}
 
             def texts_of(ids: np.ndarray) -> list[str]:

@@ -4,7 +4,8 @@ in the dataset a run is about to train on.
 `ftwb train` refuses a dataset with secrets or PII unless `--allow-findings` or
 `data.allow_findings: true`; the TUI asks once per dataset version and records a yes as
 `data.allow_findings: true` in the run's config.yaml. Plain Python: the checks are the
-ones `ftwb data check` runs (near-duplicates left out: warnings, and slow).
+ones `ftwb data check` runs (near-duplicates left out: warnings, and slow), streamed over
+every row (engine.data.checks_stream); `sample` limits the scan to the first rows.
 """
 from __future__ import annotations
 
@@ -12,14 +13,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SCAN_LIMIT = 200_000  # rows scanned at most; the report says when it stopped early
-
 
 @dataclass
 class GateReport:
     source: str
-    rows: int
-    scanned: int
+    rows: int       # records in the source (those seen, when the scan stopped early)
+    scanned: int    # records scanned
     counts: dict[str, int] = field(default_factory=dict)   # check id -> findings
     first: dict[str, str] = field(default_factory=dict)    # check id -> "line N: message" of the first
 
@@ -61,26 +60,35 @@ class GateReport:
         return f"{Path(self.source).name}: " + ", ".join(bits or ["no findings"]) + part + (f"; {where}" if where else "")
 
 
-def scan(path: str, fmt: str = "auto", sensitive_only: bool = False) -> GateReport:
-    """Findings that gate a run on the dataset at `path` (`sensitive_only`: secrets and PII)."""
-    from engine.data import pii
-    from engine.data.checks import CHECKS, problems_to_findings, run_checks
+def scan(path: str, fmt: str = "auto", sensitive_only: bool = False, sample: int | None = None,
+         progress=None, cancelled=lambda: False) -> GateReport:
+    """Findings that gate a run on the dataset at `path` (`sensitive_only`: secrets and PII),
+    over every row unless `sample` says how many."""
+    from engine.data import paged, pii
+    from engine.data.checks import CHECKS
+    from engine.data.checks_stream import check_stream
     from engine.data.detect import detect_format
     from engine.data.errors import DataError
-    from engine.data.load import load_rows
 
-    res = load_rows(path)
-    rows, lines = res.rows[:SCAN_LIMIT], res.lines[:SCAN_LIMIT]
+    batches = paged.iter_batches(path, cancelled=cancelled)
+    first = next(batches, None)
+    head = [r for r in (first.rows if first else []) if r is not None]
     if fmt == "auto":
         try:
-            fmt = detect_format(rows)[0] if rows else "completion"
+            fmt = detect_format(head[:2000])[0] if head else "completion"
         except DataError:
             fmt = "completion"
+
+    def every():
+        if first is not None:
+            yield first
+        yield from batches
     only = {c for c in CHECKS if c.startswith("secret_")} | set(pii.KINDS) if sensitive_only else None
-    found = run_checks(rows, lines, fmt, near_dup=False, only=only)
-    if not sensitive_only:
-        found = problems_to_findings(res.problems) + found
-    report = GateReport(str(res.source), len(res.rows) + len(res.problems), len(rows) + len(res.problems))
+    res = check_stream(every(), fmt, near_dup=False, only=only, sample=sample, progress=progress,
+                       cancelled=cancelled)
+    found = [f for f in res.findings if not (sensitive_only and f.check == "invalid_json")]
+    total = res.total if res.total is not None and (res.partial or res.sampled) else res.records
+    report = GateReport(str(paged.source_kind(path)[1] or path), max(total, res.records), res.records)
     gating = [f for f in found if f.check.startswith(("secret_", "pii_")) or f.severity == "error"]
     report.counts = dict(Counter(f.check for f in gating))
     for f in gating:
