@@ -19,7 +19,7 @@ import numpy as np
 from tui.services.dataset_index import (BadSource, ColumnarSource, CsvIndex, CsvSource, LineIndex, LineSource,
                                         ListSource, Row, is_parquet, sniff)
 
-CHECK_LIMIT = 200_000      # rows handed to run_checks at most (said so in the findings header)
+CHECK_BATCH = 20_000       # rows per batch of the streamed checks (findings shown as each finishes)
 STATS_SAMPLE = 20_000      # rows tokenised for the length histogram at most
 FORMAT_SAMPLE = 400
 
@@ -275,24 +275,67 @@ class Workbench:
 # ---------------------------------------------------------------- checks
 
 def run_all_checks(wb: Workbench, tokenizer=None, max_seq_len: int | None = None,
-                   progress: Callable[[str], None] = lambda s: None) -> tuple[list, str]:
-    """Findings over the live rows (rows renumbered to source rows) and a note on coverage."""
-    from engine.data.checks import make, run_checks
+                   progress: Callable[[str], None] = lambda s: None, cancelled: Callable[[], bool] = lambda: False,
+                   on_findings: Callable[[list], None] | None = None, sample: int | None = None) -> tuple[list, str]:
+    """Findings over every live row (rows renumbered to source rows), streamed a batch at a
+    time (engine.data.checks_stream), and a note on coverage. `on_findings` gets each
+    batch's findings as they are found; `cancelled` stops the scan between batches (the
+    findings so far come back, the note says partial); `sample`: the first N live rows."""
+    from array import array
+
+    from engine.data.checks_stream import ListBatch, check_stream
+
+    idx = array("q")   # live row -> source row
+    bad: list[int] = []
+    n = len(wb)
+
+    def batches():
+        for start in range(0, n, CHECK_BATCH):
+            rows, errors = [], []
+            for r in wb.rows(start, min(CHECK_BATCH, n - start)):
+                if r.error:
+                    bad.append(r.index)
+                    errors.append((r.index, r.line, f"line {r.line}: {r.error}"))
+                    continue
+                if r.data is None and r.preview is not None:
+                    r = wb.row(r.index, full=True)
+                if r.data is not None and not wb.deleted(r.index):
+                    rows.append(r.data)
+                    idx.append(r.index)
+            yield ListBatch(start, rows, [None] * len(rows), errors, None, min(n, start + CHECK_BATCH), n)
+
+    def renumber(found: list) -> None:
+        for f in found:
+            if f.row >= 0 and f.check != "invalid_json":
+                f.row = idx[f.row]
+                f.line = wb.source.get(f.row).line
+
+    def tell(p) -> None:
+        if p.phase == "rows":
+            pct = f"{100 * p.fraction:.0f}% · " if p.fraction is not None else ""
+            progress(f"checking {pct}{p.rows:,} rows · {p.rate:,.0f} rows/s")
+        elif p.phase == "duplicates":
+            progress(f"finding duplicates among {p.rows:,} rows …")
+
+    def found(batch: list) -> None:
+        renumber(batch)
+        if on_findings is not None:
+            on_findings(batch)
 
     progress("reading rows")
-    rows, idx = wb.live_rows(limit=CHECK_LIMIT)
-    note = f"checked the first {len(rows):,} rows" if len(rows) >= CHECK_LIMIT else f"checked {len(rows):,} rows"
-    progress(f"running checks on {len(rows):,} rows")
-    found = run_checks(rows, None, wb.fmt if wb.fmt != "unknown" else "completion", tokenizer=tokenizer,
-                       max_seq_len=max_seq_len)
-    for f in found:
-        if f.row >= 0:
-            f.row = idx[f.row]
-            f.line = wb.source.get(f.row).line
-    for r in wb.unreadable():
-        found.append(make("invalid_json", r.index, r.line, f"line {r.line}: {r.error}"))
-    found.sort(key=lambda f: (f.row, f.check))
-    return found, note
+    res = check_stream(batches(), wb.fmt if wb.fmt != "unknown" else "completion", tokenizer=tokenizer,
+                       max_seq_len=max_seq_len, sample=sample, progress=tell, on_findings=found,
+                       cancelled=cancelled)
+    if not res.partial and not res.sampled:
+        wb.bad = np.array(bad, np.int64)
+    if res.partial:
+        note = f"stopped: checked {res.rows:,} rows (partial" + (
+            f"; not checked: {', '.join(res.skipped)})" if res.skipped else ")")
+    elif res.sampled:
+        note = f"sample: checked the first {res.rows:,} rows"
+    else:
+        note = f"checked {res.rows:,} rows"
+    return res.findings, note
 
 
 # ---------------------------------------------------------------- filters and sorting
