@@ -1,6 +1,7 @@
 """A few optimizer steps of a tiny Llama under FSDP2, launched by torchrun (gloo on CPU).
 
     torchrun --nproc-per-node 2 tests/fsdp_worker.py INIT_DIR OUT_DIR [--resume CKPT_DIR] [--lora INIT]
+                                                     [--device cuda]
 
 Full fine-tuning without --resume: steps 1..STEPS from INIT_DIR's weights, a checkpoint
 after step SAVE_AT (OUT_DIR/ckpt), the final model exported to OUT_DIR/export. With
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -22,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 STEPS, SAVE_AT, WORLD = 4, 2, 2
 LR, MAX_NORM = 5e-3, 0.5  # a low clip norm, so clipping acts and must use the global norm
+DEVICE = "cpu"  # --device cuda: one GPU per rank (nccl), bf16 compute
 
 
 def micro_batches(step: int, vocab: int) -> list[dict]:
@@ -84,11 +87,12 @@ def step(model, optimizer, batches: list, world: int, clip) -> tuple[float, floa
     from engine.train.loss import batch_loss
 
     n_local = sum(b["num_trained"] for b in batches)
-    n = torch.tensor([float(n_local)])
+    n = torch.tensor([float(n_local)], device=DEVICE)
     if world > 1:
         dist.all_reduce(n)
-    total = torch.zeros(())
+    total = torch.zeros((), device=DEVICE)
     for b in batches:
+        b = {k: (v.to(DEVICE) if isinstance(v, torch.Tensor) else v) for k, v in b.items()}
         loss_sum, _ = batch_loss(model, b)
         # FSDP2 averages gradients over ranks (as DDP does): undo it for a global token mean.
         (loss_sum / n[0] * world).backward()
@@ -145,7 +149,7 @@ def lora_phase(init_dir: Path, out_dir: Path, rank: int, world: int) -> dict:
     from engine.train import fsdp
 
     def load():
-        m = fsdp.load_pretrained_sharded(str(init_dir), "cpu", dtype=torch.float32, prepare=prepare_lora,
+        m = fsdp.load_pretrained_sharded(str(init_dir), DEVICE, dtype=torch.float32, prepare=prepare_lora,
                                          attn_implementation="sdpa")
         return m, make_optimizer(m)
 
@@ -180,10 +184,18 @@ def main() -> None:
     ap.add_argument("out_dir", type=Path)
     ap.add_argument("--resume", type=Path)
     ap.add_argument("--lora", type=Path)
+    ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     a = ap.parse_args()
-    dist.init_process_group("gloo")
+    global DEVICE
+    if a.device == "cuda":
+        local = int(os.environ["LOCAL_RANK"])
+        torch.cuda.set_device(local)
+        DEVICE = f"cuda:{local}"
+        dist.init_process_group("cpu:gloo,cuda:nccl")
+    else:
+        dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
-    model = fsdp.load_pretrained_sharded(str(a.init_dir), "cpu", dtype=torch.float32, prepare=prepare,
+    model = fsdp.load_pretrained_sharded(str(a.init_dir), DEVICE, dtype=torch.float32, prepare=prepare,
                                          attn_implementation="sdpa")
     opt = make_optimizer(model)
     first = 1

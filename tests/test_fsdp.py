@@ -32,22 +32,27 @@ def _torchrun(*args: str) -> None:
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-6000:]
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def _tiny_models(tmp: Path) -> tuple[Path, Path]:
+    """Two seeded tiny Llamas saved with save_pretrained: untied and tied embeddings."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    tmp = tmp_path_factory.mktemp("fsdp")
-    init = tmp / "init"
+    init, tied = tmp / "init", tmp / "init_tied"
     torch.manual_seed(0)
     # vocab 257: the embedding and lm_head rows do not split evenly over 2 ranks (padded shards)
     cfg = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                       num_key_value_heads=2, vocab_size=257, max_position_embeddings=64, tie_word_embeddings=False)
     LlamaForCausalLM(cfg).save_pretrained(init)
-    tied = tmp / "init_tied"
     cfg.tie_word_embeddings = True
     torch.manual_seed(1)
     LlamaForCausalLM(cfg).save_pretrained(tied)
+    return init, tied
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("fsdp")
+    init, tied = _tiny_models(tmp)
     whole, resumed = tmp / "whole", tmp / "resumed"
     whole.mkdir()
     resumed.mkdir()
@@ -66,6 +71,7 @@ def _weights(d: Path) -> dict:
     return load_file(str(d / "model.safetensors"))
 
 
+@pytest.mark.slow
 def test_sharded_steps_match_one_process(runs):
     a = runs["a"]
     assert a["world"] == 2 and a["dtensor"] == "DTensor" and a["finite"]
@@ -85,6 +91,7 @@ def test_sharded_steps_match_one_process(runs):
         assert (v - ref[k]).abs().max() < 1e-5, k
 
 
+@pytest.mark.slow
 def test_resume_in_fresh_processes_continues_exactly(runs):
     a, b = runs["a"], runs["b"]
     assert [s["step"] for s in b["steps"]] == [fsdp_worker.SAVE_AT + 1, fsdp_worker.STEPS]
@@ -102,6 +109,7 @@ def test_resume_in_fresh_processes_continues_exactly(runs):
     assert osd["state"]["model.embed_tokens.weight"]["exp_avg"].shape == (257, 64)
 
 
+@pytest.mark.slow
 def test_rank0_export_loads_with_from_pretrained(runs):
     import torch
     from transformers import AutoModelForCausalLM
@@ -113,6 +121,7 @@ def test_rank0_export_loads_with_from_pretrained(runs):
         assert torch.allclose(loaded(input_ids=ids).logits, ref(input_ids=ids).logits, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_lora_on_tied_embeddings_matches_and_round_trips(runs):
     import torch
     from peft import PeftModel
@@ -188,3 +197,33 @@ def test_estimate_drives_the_choice_and_sharding_divides_the_states():
     lora = C.from_dict({"method": "lora", "data": {"max_seq_len": 2048}, "train": {"micro_batch_size": 1}})
     est_l = memory.estimate(lora, LLAMA_8B)
     assert fsdp.choose_strategy("lora", 8, est_l.total, 80 * GiB, "auto").name == "ddp"
+
+
+# ---------------------------------------------------------------- CUDA (nccl, bf16 compute)
+
+def _cuda_devices() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except ImportError:
+        return 0
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+@pytest.mark.skipif(_cuda_devices() < 2, reason="needs 2 CUDA GPUs")
+def test_fsdp2_on_two_gpus_with_bf16_compute_tracks_fp32_and_resumes(tmp_path):
+    init, _ = _tiny_models(tmp_path)
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    whole.mkdir()
+    resumed.mkdir()
+    _torchrun(str(init), str(whole), "--device", "cuda")
+    _torchrun(str(init), str(resumed), "--resume", str(whole / "ckpt"), "--device", "cuda")
+    a = json.loads((whole / "result.json").read_text())
+    b = json.loads((resumed / "result.json").read_text())
+    ref, _ = fsdp_worker.reference(init)
+    for got, want in zip(a["steps"], ref, strict=True):  # bf16 matmuls against an fp32 CPU run
+        assert got["loss"] == pytest.approx(want["loss"], rel=2e-2)
+    for got, want in zip(b["steps"], a["steps"][fsdp_worker.SAVE_AT:], strict=True):
+        assert got["loss"] == pytest.approx(want["loss"], rel=1e-3)
