@@ -265,3 +265,27 @@ def test_lineage_names_the_processes_of_the_run(tmp_path):
     run = write_run(tmp_path, "fsdp8", ["a", "b"], 4, strategy="fsdp2")
     text = lineage_text(Lineage(run=run, summary=rundir.summarize(run))).plain
     assert "8 processes (FSDP2)" in text
+
+
+async def test_eight_local_gpus_of_a_one_process_run_fit_the_pane_at_80x24(tmp_path):
+    """NVML's view of a box with 8 GPUs (the sample the sampler thread posts; NVML itself
+    needs a driver): one line per GPU instead of three, within the pane."""
+    from tui.services.gpu_probe import GpuSample, ProbeSnapshot
+
+    run = write_run(tmp_path, "one-of-eight", ["box"], 1)
+    app = await _open(run, (80, 24))
+    async with app.run_test(size=(80, 24)) as pilot:
+        pane = await _settled(app, pilot)
+        pane.set_ranks(None)  # the one-process view, whatever the log said
+        gpus = [GpuSample(index=i, name="H100", mem_used=(i + 1) * 8 * GIB, mem_total=80 * GIB, util=90.0 + i,
+                          temp=60.0, power=500.0, power_limit=700.0) for i in range(8)]
+        pane.post_message(GpuPane.Sampled(ProbeSnapshot(gpus=gpus, util_history={i: [90.0] for i in range(8)})))
+        await pilot.pause(0.3)
+        lines = _pane_lines(pane)
+        region = pane.content_region
+        assert len(lines) <= region.height and all(len(ln) <= region.width for ln in lines), (lines, region)
+        # 6 lines for 8 GPUs: two a line with their memory, then the utilisation spread
+        text = "\n".join(lines)
+        for i in range(8):
+            assert f"GPU{i} " in text and f" {(i + 1) * 10}%" in text, text
+        assert lines[-1] == "memory used; util 90-97%"

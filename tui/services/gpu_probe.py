@@ -71,7 +71,9 @@ class GpuProbe:
         try:
             pynvml.nvmlInit()
             count = pynvml.nvmlDeviceGetCount()
-            self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
+            # Every GPU the driver lists, also those of other jobs: one that cannot be
+            # opened (lost, or held in a mode NVML refuses) is shown with N/A fields.
+            self._handles = [_safe(pynvml.nvmlDeviceGetHandleByIndex, i) for i in range(count)]
         except Exception as e:
             name = type(e).__name__
             msg = str(e) or name
@@ -89,6 +91,8 @@ class GpuProbe:
     def _gpu(self, i: int, h) -> GpuSample:
         n = self._nvml
         s = GpuSample(index=i)
+        if h is None:
+            return s
         name = _safe(n.nvmlDeviceGetName, h)
         s.name = name.decode() if isinstance(name, bytes) else name
         mem = _safe(n.nvmlDeviceGetMemoryInfo, h)

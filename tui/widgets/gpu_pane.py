@@ -128,20 +128,36 @@ class GpuPane(Widget):
         return out
 
     def _folded_gpu_lines(self, width: int, height: int) -> list[Text]:
-        """Many local GPUs in a short pane: one line each (memory bar, util, temperature)."""
-        out = []
+        """Many local GPUs in a short pane: one line each (memory bar, memory and util),
+        or two a line (memory %, then the utilisation spread) when even that is too many."""
         gpus = self.snapshot.gpus
-        shown = gpus if len(gpus) <= height else gpus[:height - 1]
-        for g in shown:
+
+        def cell(g, w: int, util: bool) -> Text:
             frac = g.mem_used / g.mem_total if g.mem_used is not None and g.mem_total else None
             t = Text(no_wrap=True, overflow="ellipsis")
             t.append(f"GPU{g.index} ", "bold")
-            num = f" mem {na(frac * 100 if frac is not None else None, unit='%')} util {na(g.util, unit='%')}"
-            t.append(bar(frac, max(width - len(t.plain) - len(num), 4), self.ascii_mode), "green")
+            mem = na(frac * 100 if frac is not None else None, unit="%")
+            num = f" mem {mem} util {na(g.util, unit='%')}" if util else f" {mem}"
+            t.append(bar(frac, max(w - len(t.plain) - len(num), 2), self.ascii_mode), "green")
             t.append(num)
+            return t
+
+        if len(gpus) <= height:
+            return [cell(g, width, True) for g in gpus]
+        half = (width - 1) // 2
+        out = []
+        for i in range(0, len(gpus), 2):
+            t = cell(gpus[i], half, False)
+            if i + 1 < len(gpus):
+                t.append(" ")
+                t.append_text(cell(gpus[i + 1], half, False))
             out.append(t)
-        if len(shown) < len(gpus):
-            out.append(Text(f"+{len(gpus) - len(shown)} more GPUs", style="bold"))
+        if len(out) > height:
+            out = out[:height - 1] + [Text(f"+{len(gpus) - 2 * (height - 1)} more GPUs", style="bold")]
+        elif len(out) < height:
+            utils = [g.util for g in gpus if g.util is not None]
+            spread = f"{min(utils):.0f}-{max(utils):.0f}%" if utils else "N/A"
+            out.append(Text(f"memory used; util {spread}", style="dim", no_wrap=True, overflow="ellipsis"))
         return out
 
     def _local_lines(self, width: int) -> list[Text]:
