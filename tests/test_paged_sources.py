@@ -225,3 +225,31 @@ def test_sort_and_filter_by_length_read_no_rows(sources):
     jl, _ = _open(sources["jsonl"])
     with open(sources["jsonl"], "rb") as fh:
         assert jl.lengths().tolist() == [len(line.rstrip(b"\n")) for line in fh]
+
+
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+async def test_data_screen_pages_parquet_and_csv(tmp_path, kind):
+    """The Data screen opens each through its paged source: first and last rows shown, the
+    file untouched."""
+    from tui.widgets.data.rows_table import RowsTable
+    from tui_data_helpers import Host, chat_row, sha256, visible_rows, wait_for
+
+    n = 10_000
+    if kind == "parquet":
+        path = tmp_path / "chat.parquet"
+        pq.write_table(pa.Table.from_pylist([chat_row(i) for i in range(n)]), path, row_group_size=1024)
+    else:
+        path = tmp_path / "chat.csv"
+        path.write_text("prompt,completion\n" + "".join(f'"question number {i}\nmore",answer {i}\n' for i in range(n)))
+    before = sha256(path)
+    app = Host(path, model_path=None)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for(pilot, lambda: any("question number 0" in r for r in visible_rows(app)), what="first rows")
+        await wait_for(pilot, lambda: app.screen.loaded, what="source open")
+        table = app.screen.query_one(RowsTable)
+        assert table.count == n
+        await pilot.press("end")
+        await pilot.pause(0.1)
+        assert table.source_index() == n - 1
+        assert any(f"question number {n - 1}" in r for r in visible_rows(app))
+    assert sha256(path) == before
