@@ -16,6 +16,9 @@ Where the training engine calls each piece (torchrun has set up the process grou
    ranks build the model on the meta device; `prepare(model)` (gradient checkpointing,
    requires_grad, LoRA) runs on every rank before sharding; the weights reach every rank's
    shard by broadcast. An already loaded model is sharded in place with `shard(model, ...)`.
+   dtype float32 keeps fp32 shards (master weights, fp32 AdamW states) while the CUDA
+   policy computes in bf16; dtype bfloat16 halves the shards (what engine.memory counts).
+   attention.choose and every other forward run on all ranks alike, after sharding.
 3. The optimizer is built AFTER sharding, from `model.parameters()` (they are DTensors).
 4. The step: gradients are averaged over ranks, as DDP does, so a loss normalised by the
    global count of trained tokens is multiplied by the world size before backward.
@@ -367,12 +370,17 @@ def _peft_full_state(model, ckpt_dir: Path) -> dict:
     """The adapter file's tensors under the wrapped model's parameter names."""
     from safetensors.torch import load_file
 
-    saved = load_file(str(Path(ckpt_dir) / "adapter_model.safetensors"))
+    path = Path(ckpt_dir) / "adapter_model.safetensors"
+    saved = load_file(str(path))
     adapter = getattr(model, "active_adapter", "default")
     out = {}
     for name, _ in model.named_parameters():
         key = name.replace(f".{adapter}.", ".")
         if key in saved:
             out[name] = saved[key]
+    if len(out) != len(saved):  # strict=False below must never hide an adapter that does not fit
+        unknown = sorted(set(saved) - {n.replace(f".{adapter}.", ".") for n in out})[:3]
+        raise ValueError(f"{path}: {len(saved) - len(out)} adapter tensors do not match this model "
+                         f"(e.g. {', '.join(unknown)}); the checkpoint is from another adapter shape")
     return out
 
