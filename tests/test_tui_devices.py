@@ -251,9 +251,9 @@ def test_ftwb_runs_shows_the_process_count_of_multi_process_runs(tmp_path, capsy
     monkeypatch.setenv("COLUMNS", "80")
     assert main(["runs", "--runs-dir", str(tmp_path)]) == 0
     table = capsys.readouterr().out
-    header = next(ln for ln in table.splitlines() if "status" in ln and "procs" in ln)
+    header = next(ln for ln in table.splitlines() if "status" in ln and " np " in ln)
     row = next(ln for ln in table.splitlines() if "ddp2" in ln)
-    assert row[header.index("procs"):].split()[0] == "2"  # the count under its header
+    assert row[header.index(" np ") + 1:].split()[0] == "2"  # the count under its header
     assert all(len(ln) <= 80 for ln in table.splitlines())
 
 

@@ -43,18 +43,19 @@ def run(args: argparse.Namespace) -> int:
     # Narrow terminals (80 columns) drop method and start time, never the dataset: which
     # data a run trained on is what tells two runs of one model apart.
     wide = console.width >= 120
-    cols = ["name", "status"] + (["procs"] if any(w > 1 for w in worlds.values()) else []) \
+    procs = "procs" if wide else "np"  # processes of a torchrun run; "np" as in mpirun -np, at 80 columns
+    cols = ["name", "status"] + ([procs] if any(w > 1 for w in worlds.values()) else []) \
         + (["method"] if wide else []) + ["model", "dataset", "steps", "best val"] \
         + (["started"] if wide else []) + ["duration"]
     n = 28 if wide else 14
     t = Table(title=f"runs in {root}", header_style="bold", box=box.SIMPLE_HEAD, pad_edge=False)
     for col in cols:
         t.add_column(col, justify="right" if col in ("steps", "best val", "duration") else "left",
-                     no_wrap=col in ("name", "status", "procs", "steps", "best val"))
+                     no_wrap=col in ("name", "status", procs, "steps", "best val"))
     for r in runs:
         dur = r.duration_s
         cells = {"name": r.name, "status": f"[{STATUS_STYLE.get(r.status, '')}]{r.status}[/]",
-                 "procs": str(worlds[r.name]) if worlds[r.name] > 1 else "",
+                 procs: str(worlds[r.name]) if worlds[r.name] > 1 else "",
                  "method": r.method, "model": _short(r.model, n), "dataset": _short(r.dataset, n),
                  "steps": f"{r.step}/{r.total_steps}" if r.total_steps else str(r.step),
                  "best val": f"{r.best_val_loss:.4f}" if r.best_val_loss is not None else "-",
