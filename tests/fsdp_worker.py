@@ -94,8 +94,8 @@ def step(model, optimizer, batches: list, world: int, clip) -> tuple[float, floa
     for b in batches:
         b = {k: (v.to(DEVICE) if isinstance(v, torch.Tensor) else v) for k, v in b.items()}
         loss_sum, _ = batch_loss(model, b)
-        # FSDP2 averages gradients over ranks (as DDP does): undo it for a global token mean.
-        (loss_sum / n[0] * world).backward()
+        # shard() makes FSDP2 sum gradients over ranks: the global token mean needs no more
+        (loss_sum / n[0]).backward()
         total = total + loss_sum.detach()
     norm = clip(model.parameters(), MAX_NORM)
     optimizer.step()

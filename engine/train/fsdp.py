@@ -20,8 +20,9 @@ Where the training engine calls each piece (torchrun has set up the process grou
    policy computes in bf16; dtype bfloat16 halves the shards (what engine.memory counts).
    attention.choose and every other forward run on all ranks alike, after sharding.
 3. The optimizer is built AFTER sharding, from `model.parameters()` (they are DTensors).
-4. The step: gradients are averaged over ranks, as DDP does, so a loss normalised by the
-   global count of trained tokens is multiplied by the world size before backward.
+4. The step: gradients are SUMMED over ranks (`sum_gradients`, set by `shard`), as the
+   DDP path sums them: each rank's loss is divided by the step's global count of trained
+   tokens, nothing else changes in the loop.
    Clip with `clip_grad_norm(params, max_norm)`: the global norm, as a plain tensor.
    `weights_finite(model)` replaces checkpoint.weights_finite (it all-reduces).
 5. Checkpoints: `save_state(model, optimizer, tokenizer, ckpt_tmp_dir)` writes the full
@@ -187,9 +188,23 @@ def shard(model, mesh=None, mp_policy=None, reshard_after_forward: bool = True):
         if head is not None:
             fully_shard(head, reshard_after_forward=reshard_after_forward, **kw)
     fully_shard(model, **kw)
+    sum_gradients(model)
     if not any(p.is_meta for p in model.parameters()):
         _init_root(model)
     return model
+
+
+def sum_gradients(model) -> None:
+    """Reduce gradients as a plain SUM over ranks (FSDP2 averages by default), as the DDP
+    path (engine.distributed.World.sum_gradients) does: each rank's loss is divided by the
+    step's global count of trained tokens, so the sum is the gradient of the global mean.
+    A factor of 1 with sum-only collectives runs on every backend (gloo has no AVG)."""
+    from torch.distributed.fsdp import FSDPModule
+
+    for m in model.modules():
+        if isinstance(m, FSDPModule):
+            m.set_gradient_divide_factor(1.0)
+            m.set_force_sum_reduction_for_comms(True)
 
 
 def _init_root(model) -> None:
