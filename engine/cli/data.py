@@ -55,6 +55,10 @@ def register(sub) -> None:
 
     register_tokens(dsub)
 
+    from engine.cli.data_stats import register as register_stats
+
+    register_stats(dsub)
+
 
 def _usage(p: argparse.ArgumentParser) -> int:
     p.print_help(sys.stderr)
@@ -258,6 +262,11 @@ class _Interrupt:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    with _Interrupt() as interrupt:  # from the start: a Ctrl+C while the head is read stops cleanly too
+        return _run_check(args, interrupt)
+
+
+def _run_check(args: argparse.Namespace, interrupt: _Interrupt) -> int:
     from engine.data.checks import CHECKS, counts, make
     from engine.data.checks_stream import check_stream
 
@@ -309,34 +318,35 @@ def run_check(args: argparse.Namespace) -> int:
     reports = []
     stopped = False
     tty = sys.stderr.isatty() and not args.json
-    with _Interrupt() as interrupt:
-        for spec, streamed, res, fmt, reason in loads:
-            findings = []
-            scan = None
-            if fmt is None:
-                from engine.data.checks import problems_to_findings
+    for spec, streamed, res, fmt, reason in loads:
+        findings = []
+        scan = None
+        if fmt is None:
+            from engine.data.checks import problems_to_findings
 
-                findings = problems_to_findings(res.problems)
-                check = "multimodal" if "multimodal" in reason else "too_few_rows"
-                findings.append(make(check, -1, None, f"no usable rows: {reason}"))
-            elif not stopped:
-                bar = _Bar(Path(str(spec.path)).name) if tty else None
-                from engine.data.errors import DataError
+            findings = problems_to_findings(res.problems)
+            check = "multimodal" if "multimodal" in reason else "too_few_rows"
+            findings.append(make(check, -1, None, f"no usable rows: {reason}"))
+        elif stopped:
+            continue
+        else:
+            bar = _Bar(Path(str(spec.path)).name) if tty else None
+            from engine.data.errors import DataError
 
-                try:
-                    scan = check_stream(_batches(spec, res, streamed), fmt, tokenizer=tok,
-                                        max_seq_len=(args.max_seq_len or 2048) if tok is not None else None,
-                                        val_rows=val_rows, near_dup=not args.no_near, shingle=args.shingle,
-                                        threshold=args.threshold, shingle_unit="word" if args.words else "char",
-                                        sample=args.sample, progress=bar, cancelled=interrupt)
-                except DataError as e:  # a fault found mid-file
-                    return _fail("check", str(e))
-                finally:
-                    if bar is not None:
-                        bar.close()
-                findings = scan.findings
-                stopped = stopped or (scan.partial and interrupt.hit)
-            reports.append((spec, res, fmt, reason, findings, counts(findings), scan))
+            try:
+                scan = check_stream(_batches(spec, res, streamed), fmt, tokenizer=tok,
+                                    max_seq_len=(args.max_seq_len or 2048) if tok is not None else None,
+                                    val_rows=val_rows, near_dup=not args.no_near, shingle=args.shingle,
+                                    threshold=args.threshold, shingle_unit="word" if args.words else "char",
+                                    sample=args.sample, progress=bar, cancelled=interrupt)
+            except DataError as e:  # a fault found mid-file
+                return _fail("check", str(e))
+            finally:
+                if bar is not None:
+                    bar.close()
+            findings = scan.findings
+            stopped = stopped or (scan.partial and interrupt.hit)
+        reports.append((spec, res, fmt, reason, findings, counts(findings), scan))
     n_err = sum(1 for *_, findings, _c, _s in reports for f in findings if f.severity == "error")
     code = 130 if stopped else 1 if n_err else 0
     if args.json:

@@ -30,6 +30,7 @@ from tui.widgets.data.rows_table import RowsTable
 from tui.widgets.data.stats_panel import StatsPanel
 
 PROGRESS_EVERY_S = 0.25
+CHECKS_REDRAW_S = 0.5          # findings pane redraws at most this often while checks run
 SCAN_ERRORS_UNDER = 64 << 20   # bytes: smaller JSONL files are scanned for unreadable lines up front
 
 
@@ -66,7 +67,7 @@ class DataWorkbenchScreen(Screen):
         Binding("F", "drop_failing", "Drop failing", id="data.drop_failing", show=False,
                 tooltip="With a check:ID filter, delete every row that fails that check"),
         Binding("escape", "clear_filter", "Clear filter", id="data.clear", show=False,
-                tooltip="Close the filter bar / show all rows"),
+                tooltip="Stop running checks / close the filter bar / show all rows"),
     ]
 
     def __init__(self, path: str | Path | None = None, model_path: str | None = None, max_seq_len: int | None = None,
@@ -158,6 +159,8 @@ class DataWorkbenchScreen(Screen):
     # ------------------------------------------------------------ opening
     @work(thread=True, exclusive=True, group="data-open", exit_on_error=False)
     def _open(self, path: str) -> None:
+        if getattr(self, "_checks_stop", None) is not None:
+            self._checks_stop.set()  # a scan of the file shown before stops
         try:
             source, notes = open_source(path)
         except BadSource as e:
@@ -310,13 +313,59 @@ class DataWorkbenchScreen(Screen):
 
     @work(thread=True, exclusive=True, group="data-checks", exit_on_error=False)
     def _checks(self) -> None:
-        findings, note = run_all_checks(self.wb, self.tokenizer, self.max_seq_len if self.tokenizer else None)
-        self.wb.findings = findings
+        import threading
+
+        from textual.worker import get_current_worker
+
+        worker = get_current_worker()
+        stop = self._checks_stop = threading.Event()
+        wb = self.wb
+        so_far: list = []
+        line = ["checking …"]
+        shown = [0.0]
+
+        def cancelled() -> bool:
+            return stop.is_set() or worker.is_cancelled
+
+        def update(force: bool = False) -> None:
+            # at most twice a second: the event loop redraws, this thread keeps checking
+            now = time.monotonic()
+            if (force or now - shown[0] >= CHECKS_REDRAW_S) and not cancelled():
+                shown[0] = now
+                self.app.call_from_thread(self._show_findings, list(so_far), line[0], True)
+
+        def progress(text: str) -> None:
+            line[0] = text
+            update()
+
+        def found(batch: list) -> None:
+            so_far.extend(batch)
+            update()
+        findings, note = run_all_checks(wb, self.tokenizer, self.max_seq_len if self.tokenizer else None,
+                                        progress=progress, cancelled=cancelled, on_findings=found)
+        if worker.is_cancelled or wb is not self.wb:
+            return  # the screen went away or shows another file
+        wb.findings = findings
         self.app.call_from_thread(self._show_findings, findings, note)
 
-    def _show_findings(self, findings: list, note: str) -> None:
-        self.query_one(FindingsList).show(findings, note)
-        self._status(f"{len(findings)} findings")
+    def _show_findings(self, findings: list, note: str, running: bool = False) -> None:
+        self.query_one(FindingsList).show(findings, note, running=running)
+        self._status(f"{len(findings)} findings" + (" so far (escape stops)" if running else ""))
+
+    def _stop_checks(self) -> bool:
+        """Stop a running scan (it returns within a batch with what it found). True if one ran."""
+        stop = getattr(self, "_checks_stop", None)
+        running = stop is not None and not stop.is_set() and any(
+            w.group == "data-checks" and w.is_running for w in self.workers)
+        if stop is not None:
+            stop.set()
+        return running
+
+    def on_screen_suspend(self) -> None:
+        self._stop_checks()
+
+    def on_unmount(self) -> None:
+        self._stop_checks()
 
     def on_findings_list_jump(self, event: FindingsList.Jump) -> None:
         if event.row < 0:  # a check heading: filter the table by it
@@ -335,6 +384,9 @@ class DataWorkbenchScreen(Screen):
         bar.focus()
 
     def action_clear_filter(self) -> None:
+        if self._stop_checks():
+            self.notify("checks stopped; the list shows what was found so far", timeout=4)
+            return
         bar = self.query_one(FilterBar)
         if bar.has_class("-open") and bar.value:
             bar.value = ""

@@ -23,16 +23,20 @@ class FindingsList(OptionList):
         super().__init__(**kw)
         self.findings: list = []
 
-    def show(self, findings: list, note: str) -> None:
+    def show(self, findings: list, note: str, running: bool = False) -> None:
+        """List `findings`; `running`: checks are still going (note is their progress line)."""
         from engine.data.checks import CHECKS, counts
 
         self.findings = findings
+        highlighted = self.highlighted
         self.clear_options()
         cnt = counts(findings)
         errors = sum(1 for f in findings if f.severity == "error")
-        opts = [Option(Text(f"{len(findings)} findings ({errors} errors) · {note}", "bold"), disabled=True)]
+        so_far = " so far" if running else ""
+        opts = [Option(Text(f"{len(findings)} findings ({errors} errors){so_far} · {note}",
+                            "bold yellow" if running else "bold"), disabled=True)]
         if not findings:
-            opts.append(Option(Text("no problems found", "green"), disabled=True))
+            opts.append(Option(Text("no problems found" + so_far, "dim" if running else "green"), disabled=True))
         by_check: dict[str, list[int]] = {}
         for k, f in enumerate(findings):
             by_check.setdefault(f.check, []).append(k)
@@ -53,6 +57,8 @@ class FindingsList(OptionList):
                 opts.append(Option(Text(f"   … {n - PER_CHECK} more (filter the table by check:{cid})", "dim"),
                                    disabled=True))
         self.add_options(opts)
+        if running and highlighted is not None and highlighted < len(opts):
+            self.highlighted = highlighted  # a redraw while checks run keeps the reader's place
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
         oid = event.option.id or ""
