@@ -206,3 +206,25 @@ def test_streamed_preference_checks_equal_run_checks():
     got = check_stream(list_batches(rows, batch_rows=64), "preference", near_dup=False)
     assert [f.to_dict() for f in got.findings] == want
     assert {f["row"] for f in want if f["check"] == "rejected_is_other_chosen"} == {5, 300}
+
+
+async def test_data_screen_fills_in_findings_and_escape_stops_the_scan(big):
+    sys.path.insert(0, str(Path(__file__).parent))
+    from tui_data_helpers import Host, wait_for
+
+    from tui.widgets.data.findings_list import FindingsList
+
+    app = Host(big, model_path=None)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait_for(pilot, lambda: app.screen.loaded, timeout=60, what="index complete")
+        flist = app.screen.query_one(FindingsList)
+
+        def header() -> str:
+            return str(flist.get_option_at_index(0).prompt) if flist.option_count else ""
+        await pilot.press("i")
+        await wait_for(pilot, lambda: "so far" in header() and "rows/s" in header(), timeout=60,
+                       what="a progress line while checks run")
+        await pilot.press("escape")
+        await wait_for(pilot, lambda: "stopped: checked" in header(), timeout=30, what="the scan stopped")
+        assert "(partial" in header()
+        assert "rows/s" not in header()  # the final list, not a progress redraw
