@@ -251,87 +251,111 @@ def _jsonl_records(p: Path):
 
 # ---------------------------------------------------------------- CSV / TSV
 
-def _text_lines(p: Path, errors: str = "strict"):
-    """(line number, text line with its break, start byte, end byte, total bytes) split as
-    io.StringIO(newline='') splits (\\n, \\r\\n, \\r), decoded as UTF-8 (`errors`: 'strict'
-    raises load's DataError; 'surrogateescape' keeps bad bytes for the caller to judge)."""
-    total = p.stat().st_size
-    lineno = 1
-    with open(p, "rb") as fh:
-        off = 0
-        for bl in fh:
-            if off == 0 and bl.startswith(b"\xef\xbb\xbf"):
-                bl, off = bl[3:], 3
-            core = bl[:-2] if bl.endswith(b"\r\n") else bl[:-1]
-            parts = _split_cr(bl) if b"\r" in core else [bl]
-            for part in parts:
-                try:
-                    s = part.decode("utf-8", errors)
-                except UnicodeDecodeError as e:
-                    raise DataError(f"{p}: not valid UTF-8 at line {lineno}, col {e.start + 1} (byte "
-                                    f"0x{part[e.start]:02x}; {L._guess_encoding(part)}); {L._FIX_UTF8}") from None
-                yield lineno, s, off, off + len(part), total
-                off += len(part)
-                lineno += 1
+class CsvLines:
+    """Whole lines of a CSV file for csv.reader, decoded a chunk at a time and split as
+    io.StringIO(newline='') splits (\\n, \\r\\n, \\r), with the byte offset of each line kept
+    (numpy) for the chunks a record still needs. `errors`: 'strict' raises load's DataError
+    for bad UTF-8; 'surrogateescape' keeps the bytes for the caller to judge per record."""
 
-
-def _split_cr(bl: bytes) -> list[bytes]:
-    out, i = [], 0
-    while i < len(bl):
-        j = bl.find(b"\r", i)
-        k = bl.find(b"\n", i)
-        ends = [x for x in (j, k) if x >= 0]
-        if not ends:
-            out.append(bl[i:])
-            break
-        e = min(ends)
-        e += 2 if bl[e:e + 2] == b"\r\n" else 1
-        out.append(bl[i:e])
-        i = e
-    return out
-
-
-class _LineFeed:
-    """Feeds csv.reader text lines while remembering where the current record began."""
-
-    def __init__(self, lines):
-        self._it = iter(lines)
-        self.lineno = self.offset = self.end = self.done = self.total = 0
+    def __init__(self, p: Path, errors: str = "strict"):
+        self.path, self.errors = p, errors
+        self.total = p.stat().st_size
+        self.done = 0                # bytes decoded so far
+        self.keep_from = 1           # first line a caller may still ask the offset of
+        self._chunks: list[tuple[int, object, int]] = []  # (first line, line starts, end byte)
+        self._next_line = 1
 
     def __iter__(self):
-        return self
+        import itertools
 
-    def __next__(self) -> str:
-        self.lineno, s, self.offset, self.end, self.total = next(self._it)
-        self.done = self.end
-        return s
+        return itertools.chain.from_iterable(self._texts())
+
+    def _texts(self):
+        import numpy as np
+
+        with open(self.path, "rb") as fh:
+            base, tail, first = 0, b"", True
+            while True:
+                buf = fh.read(CHUNK)
+                eof = not buf
+                if first:
+                    first = False
+                    if buf.startswith(b"\xef\xbb\xbf"):
+                        buf, base = buf[3:], 3
+                buf = tail + buf
+                if eof:
+                    body, tail = buf, b""
+                else:
+                    cut = buf.rfind(b"\n")
+                    if cut < 0:
+                        tail = buf
+                        continue
+                    body, tail = buf[:cut + 1], buf[cut + 1:]
+                if body:
+                    try:
+                        text = body.decode("utf-8", self.errors)
+                    except UnicodeDecodeError as e:
+                        line = self._next_line + body.count(b"\n", 0, e.start)
+                        col = e.start - (body.rfind(b"\n", 0, e.start) + 1) + 1
+                        raise DataError(f"{self.path}: not valid UTF-8 at line {line}, col {col} (byte "
+                                        f"0x{body[e.start]:02x}; {L._guess_encoding(body)}); {L._FIX_UTF8}") from None
+                    arr = np.frombuffer(body, np.uint8)
+                    ends = np.flatnonzero(arr == 10)
+                    cr = np.flatnonzero(arr == 13)
+                    if len(cr):  # a \r not followed by \n ends a line too
+                        nxt = np.append(arr, 0)[cr + 1]
+                        ends = np.union1d(ends, cr[nxt != 10])
+                    starts = np.concatenate(([0], ends + 1))
+                    if starts[-1] == len(body):
+                        starts = starts[:-1]
+                    self._chunks = [c for c in self._chunks if c[0] + len(c[1]) > self.keep_from]
+                    self._chunks.append((self._next_line, starts + base, base + len(body)))
+                    self._next_line += len(starts)
+                    base += len(body)
+                    self.done = base
+                    yield io.StringIO(text, newline="")
+                if eof:
+                    return
+
+    def offsets(self, lines):
+        """Byte offsets where the given 1-based lines start (numpy in, numpy out); a line past
+        what was read maps to the end of it. Lines before `keep_from` may be forgotten."""
+        import numpy as np
+
+        lines = np.asarray(lines, np.int64)
+        out = np.full(len(lines), self._chunks[-1][2] if self._chunks else 0, np.int64)
+        for first, starts, _ in self._chunks:
+            k = lines - first
+            m = (k >= 0) & (k < len(starts))
+            out[m] = starts[k[m]]
+        return out
 
 
-def csv_records(p: Path, delimiter: str, lines=None):
-    """(values, first line, start byte, end byte, feed) per CSV record after the header, with
-    csv-module semantics (quoted fields may hold newlines); the header is `header_of` first."""
+def csv_records(p: Path, delimiter: str, errors: str = "strict"):
+    """The header, then (values, first line, next record's first line, lines) per CSV record
+    with csv-module semantics (a quoted field may hold newlines). `lines` (CsvLines) gives
+    progress (.done/.total) and byte offsets of lines from `keep_from` on; a caller that does
+    not need offsets of past lines moves keep_from along so memory stays bounded."""
     csv.field_size_limit(1 << 30)
-    feed = _LineFeed(lines if lines is not None else _text_lines(p))
-    reader = csv.reader(feed, delimiter=delimiter)
+    feed = CsvLines(p, errors)
+    reader = csv.reader(iter(feed), delimiter=delimiter)
     try:
         header = next(reader, None)
         if not header or not any(h.strip() for h in header):
             raise DataError(f"{p}: CSV has no header row; put column names on the first line")
-        yield [h.strip() for h in header], 1, 0, feed.end, feed
-        while True:
-            # a record begins on the line after the previous record's last line
-            prev_line, prev_end = feed.lineno, feed.end
-            values = next(reader, None)
-            if values is None:
-                return
-            yield values, prev_line + 1, prev_end, feed.end, feed
+        prev = reader.line_num
+        yield [h.strip() for h in header], 1, prev + 1, feed
+        for values in reader:
+            first = prev + 1  # a record begins on the line after the previous record's last line
+            prev = reader.line_num
+            yield values, first, prev + 1, feed
     except csv.Error as e:
         raise DataError(f"{p}: not valid CSV near line {reader.line_num} ({e}); fix the quoting") from None
 
 
 def csv_row(header: list[str], values: list[str], lineno: int) -> tuple[dict | None, str | None]:
     """A CSV record as load reads it; (None, None) for a blank record (skipped, not counted)."""
-    if not values or all(not v.strip() for v in values):
+    if not values or not "".join(values).strip():
         return None, None
     if len(values) != len(header):
         what = "more" if len(values) > len(header) else "fewer"
@@ -343,7 +367,8 @@ def csv_row(header: list[str], values: list[str], lineno: int) -> tuple[dict | N
 def _csv_records(p: Path, delimiter: str):
     recs = csv_records(p, delimiter)
     header = next(recs)[0]
-    for values, lineno, _, _, feed in recs:
+    for values, lineno, _, feed in recs:
+        feed.keep_from = lineno
         row, msg = csv_row(header, values, lineno)
         if row is None and msg is None:
             continue

@@ -193,53 +193,53 @@ class CsvIndex(LineIndex):
         self.delimiter = delimiter or ("\t" if self.path.suffix.lower() == ".tsv" else ",")
         from engine.data.paged import csv_records
 
-        recs = csv_records(self.path, self.delimiter, self._lines())
+        recs = csv_records(self.path, self.delimiter, "surrogateescape")
         self.header: list[str] = next(recs)[0]
         recs.close()
-
-    def _lines(self):
-        from engine.data.paged import _text_lines
-
-        # undecodable bytes are kept, so only their own record is marked unreadable
-        return _text_lines(self.path, errors="surrogateescape")
 
     def build(self, progress: Callable[[int, int, int], None] | None = None,
               cancelled: Callable[[], bool] = lambda: False) -> None:
         from engine.data.errors import DataError
         from engine.data.paged import csv_records
 
-        starts, lens, linenos = [], [], []
+        linenos, nexts = [], []   # first line of each pending record, and of the one after it
         want = self.FIRST_ROWS
+        feed = None
 
         def flush(done: int) -> None:
-            if starts:
-                self._append(np.array(starts, np.int64), np.array(lens, np.int64), np.array(linenos, np.int64))
-                starts.clear(), lens.clear(), linenos.clear()
+            if linenos:
+                starts = feed.offsets(linenos)
+                self._append(starts, feed.offsets(nexts) - starts, np.array(linenos, np.int64))
+                linenos.clear(), nexts.clear()
             self.scanned = done
             if progress:
                 progress(done, self.size, len(self))
 
-        recs = csv_records(self.path, self.delimiter, self._lines())
+        # undecodable bytes are kept, so only their own record is marked unreadable
+        recs = csv_records(self.path, self.delimiter, "surrogateescape")
         next(recs)
         done = 0
         try:
-            for values, lineno, start, end, feed in recs:
-                done = feed.done
-                if not values or all(not v.strip() for v in values):
+            for values, lineno, nxt, feed in recs:
+                if not values or not "".join(values).strip():
                     continue
-                starts.append(start)
-                lens.append(end - start)
+                if not linenos:
+                    feed.keep_from = lineno  # offsets from here on are still to be looked up
                 linenos.append(lineno)
-                if len(starts) >= want:
+                nexts.append(nxt)
+                if len(linenos) >= want:
+                    done = feed.done
                     first = want == self.FIRST_ROWS
                     want = self.STEP
+                    end = int(feed.offsets([nxt])[0])
                     flush(done)
                     if first:
-                        self._reserve_for(done)
+                        self._reserve_for(end)
                     if cancelled():
                         return
         except DataError as e:  # broken quoting: the records before it stay browsable
             self.error = str(e)
+            done = feed.done if feed is not None else 0
         self.done = True
         flush(self.size if self.error is None else done)
 
