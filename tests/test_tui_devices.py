@@ -211,6 +211,16 @@ async def test_config_devices_field_sets_the_effective_batch_and_round_trips_to_
         assert screen.valid and app.config.train.devices == [1]
         assert "effective batch 32 = 4 micro x 8 accum x 1 device" in str(summary.render())
 
+        devices.value = "all"
+        await pilot.pause(0.1)
+        assert screen.valid and app.config.train.devices == "all"
+        if screen.gpu_count is None:  # no NVML GPU here: the engine would start one process
+            assert "× all GPUs (none seen here: 1 process) = 32" in str(summary.render())
+        elif screen.gpu_count == 1:
+            assert "effective batch 32 = 4 micro x 8 accum x 1 device" in str(summary.render())
+        else:
+            assert f"× {screen.gpu_count} devices = {32 * screen.gpu_count}" in str(summary.render())
+
         devices.value = "0, 1, 2, 3"
         screen.query_one("#config-file", Input).value = str(out)
         await pilot.pause(0.1)

@@ -11,16 +11,17 @@ from tui.services.config_estimate import StepsInfo
 class BatchSummary(Static):
     def show(self, mbs: int, ga: int, info: StepsInfo, auto_fit: str = "", all_unknown: bool = False,
              strategy_note: str = "") -> None:
-        """`all_unknown`: train.devices is 'all' and this machine shows no GPU to count;
+        """`all_unknown`: train.devices is 'all' and NVML counts no GPU here;
         `strategy_note`: how several processes share the model (the estimate is per device)."""
         t = Text()
         t.append("effective batch ", style="bold")
         if info.devices > 1 or all_unknown:
             # Several processes: each trains micro x accum per step, the step is all of theirs.
             t.append(f"micro {mbs} × accum {ga} × ")
-            if all_unknown:
-                t.append("all devices", style="bold")
-                t.append(f" = {mbs * ga} per device\n")
+            if all_unknown:  # the engine then trains on what torch counts; no GPU: one process
+                t.append("all GPUs (none seen here: 1 process) = ")
+                t.append(f"{mbs * ga}", style="bold cyan")
+                t.append("\n")
             else:
                 t.append(f"{info.devices} devices = ")
                 t.append(f"{info.effective_batch}", style="bold cyan")
