@@ -137,8 +137,8 @@ def detect_gpu_count() -> int | None:
     """The GPUs `train.devices: all` would use: CUDA_VISIBLE_DEVICES's entries where set,
     else what NVML counts; None without a driver."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None and visible.strip():
-        return len([v for v in visible.split(",") if v.strip()])
+    if visible is not None:  # set, even empty (CUDA then sees no GPU)
+        return len([v for v in visible.split(",") if v.strip()]) or None
     try:
         import pynvml
 
