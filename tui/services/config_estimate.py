@@ -48,8 +48,6 @@ class MemoryView:
     trainable: int = 0
     model_note: str = ""
     error: str | None = None
-    devices: int = 1           # processes the run trains on; the estimate is for each of them
-    strategy: str = "single"   # ddp | fsdp2 where devices > 1 (auto resolved as the engine does)
 
     @property
     def limit(self) -> float:
@@ -107,21 +105,8 @@ def memory_view(cfg: C.RunConfig, models: ModelConfigs, gpu_total: int, detected
         segs[1] = (segs[1][0], "params grads+optim", segs[1][2])
     else:
         segs[1] = (segs[1][0], "LoRA p+g+optim", segs[1][2])
-    view = MemoryView(segments=segs, total=est.total, gpu_total=gpu_total, gpu_detected=detected,
+    return MemoryView(segments=segs, total=est.total, gpu_total=gpu_total, gpu_detected=detected,
                       headroom=headroom, n_params=est.n_params, trainable=est.trainable_params, model_note=note)
-    view.devices = C.device_count(cfg.train.devices) or detect_gpu_count() or 1
-    if view.devices > 1:
-        view.strategy = strategy_for(cfg, view.fits)
-    return view
-
-
-def strategy_for(cfg: C.RunConfig, fits: bool | None) -> str:
-    """train.strategy, with auto resolved: DDP for LoRA/QLoRA that fits one GPU, FSDP2 for
-    full fine-tuning or a model that does not fit."""
-    s = cfg.train.strategy
-    if s != "auto":
-        return s
-    return "fsdp2" if cfg.method == "full" or fits is False else "ddp"
 
 
 def strategy_note(cfg: C.RunConfig) -> str:
