@@ -103,22 +103,31 @@ def path_of(run_dir: Path, step: int) -> Path:
     return Path(run_dir) / rundir.CHECKPOINTS / f"checkpoint-{step}"
 
 
+def shared_tmp(run_dir: Path, step: int) -> Path:
+    """A temporary checkpoint directory whose name every rank of the group computes alike."""
+    tag = os.environ.get("FTWB_AGENT_PID") or str(os.getpid())
+    return Path(run_dir) / rundir.CHECKPOINTS / f".tmp-checkpoint-{step}-{tag}"
+
+
 def rng_file(rank: int) -> str:
     return "rng.pt" if rank == 0 else f"rng-rank{rank}.pt"
 
 
 def save(run_dir: Path, step: int, model, tokenizer, optimizer, scheduler, state: dict, method: str,
-         config_text: str | None = None, rank_rngs: list | None = None) -> Path:
+         config_text: str | None = None, rank_rngs: list | None = None, written: Path | None = None) -> Path:
+    """`written`: a temporary directory that already holds the weights and optimizer state
+    (FSDP2 gathers them collectively); the rest is added and it is renamed into place."""
     import torch
 
     root = run_dir / rundir.CHECKPOINTS
     final = path_of(run_dir, step)
-    tmp = root / f".tmp-checkpoint-{step}-{os.getpid()}"
+    tmp = written or root / f".tmp-checkpoint-{step}-{os.getpid()}"
     try:
         root.mkdir(exist_ok=True)
-        shutil.rmtree(tmp, ignore_errors=True)
-        save_weights(model, tokenizer, tmp, method)
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        if written is None:
+            shutil.rmtree(tmp, ignore_errors=True)
+            save_weights(model, tokenizer, tmp, method)
+            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
         torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
         for r, rng in enumerate(rank_rngs or [rng_state()]):
             torch.save(rng, tmp / rng_file(r))
@@ -179,13 +188,16 @@ def verify(ckpt: Path) -> str | None:
     return None
 
 
-def load(ckpt: Path, model, optimizer, scheduler, method: str, rank: int = 0) -> dict:
+def load(ckpt: Path, model, optimizer, scheduler, method: str, rank: int = 0, weights_loader=None) -> dict:
     """Weights, optimizer, scheduler and this rank's RNG state (rank 0's when the checkpoint
     was saved by fewer processes, then offset by the rank so ranks do not share dropout)."""
     import torch
 
-    load_weights(model, ckpt, method)
-    optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=False, map_location="cpu"))
+    if weights_loader is not None:  # FSDP2: weights and optimizer state into every rank's shards
+        weights_loader(ckpt)
+    else:
+        load_weights(model, ckpt, method)
+        optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=False, map_location="cpu"))
     scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=False))
     own = ckpt / rng_file(rank)
     set_rng_state(torch.load(own if own.exists() else ckpt / "rng.pt", weights_only=False))

@@ -92,9 +92,12 @@ class State:
 class Trainer:
     def __init__(self, cfg: RunConfig, run_dir: Path, model, tokenizer, train: list[dict],
                  val: list[dict], device: str, emit: Callable[..., Any], control: Control,
-                 world: distributed.World | None = None):
+                 world: distributed.World | None = None, strategy: str = "single"):
         self.cfg, self.run_dir, self.model, self.tok = cfg, run_dir, model, tokenizer
         self.world = world or distributed.world()
+        # fsdp2 (engine.train.fsdp): FSDP2 sums the gradients itself, and every forward, the
+        # finite check, checkpoints and the export are collective (all ranks, same count).
+        self.sharded = strategy == "fsdp2"
         self.train_items, self.val_items = train, val
         self.device, self.emit, self.control = device, emit, control
         self.attn = getattr(model.config, "_attn_implementation", None) or "sdpa"
@@ -139,7 +142,7 @@ class Trainer:
             import bitsandbytes as bnb
 
             return bnb.optim.AdamW8bit(params, lr=t.learning_rate, weight_decay=t.weight_decay)
-        kw = {"fused": True} if self.device == "cuda" else {}
+        kw = {"fused": True} if self.device == "cuda" and not self.sharded else {}
         return torch.optim.AdamW(params, lr=t.learning_rate, weight_decay=t.weight_decay, **kw)
 
     def _setup_step(self) -> None:
@@ -230,7 +233,13 @@ class Trainer:
 
     # ------------------------------------------------------------ resume
     def resume_from(self, path: Path, changes: list | None = None) -> None:
-        saved = ckpt.load(path, self.model, self.optimizer, self.scheduler, self.cfg.method, rank=self.world.rank)
+        loader = None
+        if self.sharded:
+            from engine.train import fsdp
+
+            loader = lambda d: fsdp.load_state(self.model, self.optimizer, d)  # noqa: E731 - collective
+        saved = ckpt.load(path, self.model, self.optimizer, self.scheduler, self.cfg.method, rank=self.world.rank,
+                          weights_loader=loader)
         extra = saved.pop("extra", {})
         total = self.state.total_steps  # from this config: an edited max_steps/epochs applies
         self.state = State(**{k: v for k, v in saved.items() if k in State.__dataclass_fields__}, extra=extra)
@@ -309,11 +318,17 @@ class Trainer:
             (self.scaler.scale(scaled) if self.scaler else scaled).backward()
             loss_total = loss_sum.detach() if loss_total is None else loss_total + loss_sum.detach()
         params = [p for p in self.model.parameters() if p.requires_grad]
-        self.world.sum_gradients(params)  # after accumulation: one reduction per step, none per micro-batch
+        if not self.sharded:
+            self.world.sum_gradients(params)  # after accumulation: one reduction per step, none per micro-batch
         max_norm = self.cfg.train.max_grad_norm
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
-        norm_t = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"))
+        if self.sharded:
+            from engine.train import fsdp
+
+            norm_t = fsdp.clip_grad_norm(params, max_norm)  # the norm over every rank's shards
+        else:
+            norm_t = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"))
         if pref:
             loss, grad_norm = pref["loss"], float(norm_t)
         else:  # the one host sync of the step
@@ -376,7 +391,7 @@ class Trainer:
         self.emit("warning", kind="nan", what=what, step=step, skipped=skipped,
                   message=f"{name} was {value} at step {step}"
                           + ("; the optimizer step was skipped" if skipped else ""))
-        if not ckpt.weights_finite(self.model):
+        if not self.weights_finite():
             raise NonFiniteLoss(f"{name} was {value} at step {step} and the weights are no longer finite")
         if self._nonfinite_streak >= NONFINITE_LIMIT:
             raise NonFiniteLoss(f"{name} was {value} at step {step}: non-finite {self._nonfinite_streak} "
@@ -396,7 +411,8 @@ class Trainer:
         lengths = [len(x["input_ids"]) for x in self.val_items]
         rows, seq = self._plan_shape()
         plan = pack.plan_batches(lengths, rows, seq, self.cfg.data.packing, 0, 0)
-        plan = plan[self.world.rank::self.world.world_size]  # each rank scores its share of the split
+        if not self.sharded:  # each rank scores its share (FSDP2: every rank runs every forward)
+            plan = plan[self.world.rank::self.world.world_size]
         total, n = None, 0
         with torch.no_grad(), self.step_context():
             for idxs in plan:
@@ -406,7 +422,7 @@ class Trainer:
                 n += k
         self.model.train()
         total_f = float(total) if total is not None else 0.0  # one host sync for the whole evaluation
-        if self.world.is_distributed:
+        if self.world.is_distributed and not self.sharded:
             total_f, n = self.world.all_reduce([total_f, n])
         if n == 0:
             return None
@@ -414,21 +430,45 @@ class Trainer:
         return val, math.exp(min(val, 50.0))
 
     # ------------------------------------------------------------ saving
+    def weights_finite(self) -> bool:
+        if self.sharded:
+            from engine.train import fsdp
+
+            return fsdp.weights_finite(self.model)  # collective
+        return ckpt.weights_finite(self.model)
+
+    def _save_sharded_weights(self) -> Path:
+        """FSDP2: every rank gathers into rank 0's temporary checkpoint directory (one name on
+        all ranks), which checkpoint.save then completes."""
+        import shutil
+
+        from engine.train import fsdp
+
+        tmp = ckpt.shared_tmp(self.run_dir, self.state.step)
+        if self.world.is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        self.world.barrier()
+        fsdp.save_state(self.model, self.optimizer, self.tok, tmp)
+        return tmp
+
     def save_checkpoint(self) -> Path:
         self.emit("phase", phase="saving")
         # Only finite weights are ever saved: a checkpoint is what a stopped run falls back to.
-        if not ckpt.weights_finite(self.model):
+        if not self.weights_finite():
             raise NonFiniteLoss(f"the weights are not all finite at step {self.state.step}; "
                                 "checkpoint not saved")
         self.state.extra["world_size"] = self.world.world_size
         state = asdict(self.state)
         state["finite"] = True
         rngs = self.world.gather_object(ckpt.rng_state()) if self.world.is_distributed else None
+        written = self._save_sharded_weights() if self.sharded else None
         if not self.world.is_main:  # rank 0 writes the checkpoint (every rank's RNG state included)
             self.state.last_checkpoint = str(ckpt.path_of(self.run_dir, self.state.step))
             return ckpt.path_of(self.run_dir, self.state.step)
         path = ckpt.save(self.run_dir, self.state.step, self.model, self.tok, self.optimizer,
-                         self.scheduler, state, self.cfg.method, config_text=self.config_text, rank_rngs=rngs)
+                         self.scheduler, state, self.cfg.method, config_text=self.config_text, rank_rngs=rngs,
+                         written=written)
         self.state.last_checkpoint = str(path)
         ckpt.rotate(self.run_dir, self.cfg.train.keep_checkpoints, self.state.best_step)
         self.emit("checkpoint", step=self.state.step, path=str(path),

@@ -85,7 +85,8 @@ def check_loss_kernel(cfg: RunConfig) -> None:
                               "or use train.loss_kernel: chunked (the default)")
 
 
-def load_model(cfg: RunConfig, device: str | None = None, log=None, emit=None) -> tuple[Any, Any]:
+def load_model(cfg: RunConfig, device: str | None = None, log=None, emit=None,
+               strategy: str = "single") -> tuple[Any, Any]:
     """Load the base model for `cfg.method` and wrap it for training. Returns (model, tokenizer).
 
     Weights load straight onto the GPU (no CPU copy first). LoRA adapters are fp32 for LoRA
@@ -94,6 +95,10 @@ def load_model(cfg: RunConfig, device: str | None = None, log=None, emit=None) -
     attention route is chosen and proven on the loaded model (engine.train.attention).
     `log(message)` receives progress lines (the demo model's one-time build); `emit` gets
     the attention choice and any route that failed its check.
+
+    On CUDA the GPU is the current device (under torchrun, each rank's own: engine.distributed
+    sets it). `strategy` "fsdp2": loaded sharded over the ranks (engine.train.fsdp), no rank
+    holding the whole model; LoRA, checkpointing and requires_grad are set before sharding.
     """
     import torch
     from transformers import AutoModelForCausalLM
@@ -125,25 +130,61 @@ def load_model(cfg: RunConfig, device: str | None = None, log=None, emit=None) -
         else:
             kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
         kwargs["dtype"] = compute
-    try:
-        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    except OSError as e:
-        raise ModelError(f"cannot load model weights from {path}: {e}") from None
-    if device != "cuda":
-        model.to(device)
-    model.config.use_cache = False
-    if cfg.train.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        # With frozen embeddings the checkpointed blocks would see inputs without grad.
-        model.enable_input_require_grads()
-    if cfg.method == "full":
-        for p in model.parameters():
-            p.requires_grad_(True)
+    def prepare(model):
+        model.config.use_cache = False
+        if cfg.train.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            # With frozen embeddings the checkpointed blocks would see inputs without grad.
+            model.enable_input_require_grads()
+        if cfg.method == "full":
+            for p in model.parameters():
+                p.requires_grad_(True)
+            return model
+        return _add_lora(cfg, model)
+
+    if strategy == "fsdp2":
+        from engine.train import fsdp
+
+        where = f"cuda:{torch.cuda.current_device()}" if device == "cuda" else "cpu"
+        kwargs.pop("device_map", None)
+        dtype = kwargs.pop("dtype")
+        try:
+            model = fsdp.load_pretrained_sharded(path, where, dtype=dtype, prepare=prepare,
+                                                 mp_policy=fsdp.mixed_precision(device, compute_dtype(cfg, device)),
+                                                 **kwargs)
+        except OSError as e:
+            raise ModelError(f"cannot load model weights from {path}: {e}") from None
+        kwargs["dtype"] = dtype
     else:
-        model = _add_lora(cfg, model)
-    attention.choose(model, cfg, device, kwargs["dtype"], emit=emit,
-                     autocast_dtype=compute_dtype(cfg, device))
+        try:
+            model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        except OSError as e:
+            raise ModelError(f"cannot load model weights from {path}: {e}") from None
+        if device != "cuda":
+            model.to(device)
+        model = prepare(model)
+    if strategy == "fsdp2":
+        _unprobed_attention(model, cfg, emit)
+    else:
+        attention.choose(model, cfg, device, kwargs["dtype"], emit=emit,
+                         autocast_dtype=compute_dtype(cfg, device))
     return model, tokenizer
+
+
+def _unprobed_attention(model, cfg: RunConfig, emit) -> None:
+    """Under FSDP2 the start-up check cannot run (it calls the embeddings and the decoder
+    apart, outside their sharded units): the pinned route, or sdpa, whose packed rows are
+    isolated by position ids alone (transformers builds the block-causal mask)."""
+    from engine.train import attention
+
+    route = cfg.model.attn_implementation if cfg.model.attn_implementation != "auto" else "sdpa"
+    if route == attention.VARLEN:
+        attention.register_varlen()
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base.set_attn_implementation(route)
+    if emit:
+        emit("attention", route=route, probe_error=None, reason="FSDP2: the start-up check does not run on "
+                                                                "a sharded model")
 
 
 def set_gradient_checkpointing(model, on: bool) -> None:

@@ -139,14 +139,48 @@ def _write_data_json(run_dir: Path, info: dict, resume: bool, emit) -> None:
     C.atomic_write_text(path, json.dumps(info, indent=1, default=str))
 
 
-def _save_adapter(trainer, run_dir: Path) -> Path:
+def _strategy(cfg, world, device: str) -> tuple[str, str]:
+    """single, ddp or fsdp2 (engine.train.fsdp.choose_strategy) from the memory estimate
+    against this rank's GPU; on CPU everything fits."""
+    from engine.train import fsdp
+
+    estimate = total = None
+    if world.is_distributed and device == "cuda":
+        try:
+            import torch
+
+            from engine.memory import estimate as mem_estimate
+            from engine.memory import load_model_config
+
+            total = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
+            estimate = mem_estimate(cfg, load_model_config(cfg.model.name_or_path)).total
+        except Exception:  # noqa: BLE001 - no estimate (a hub id offline, the demo): the method decides
+            estimate = None
+    name, reason = fsdp.choose_strategy(cfg.method, world.world_size, estimate, total,
+                                        getattr(cfg.train, "strategy", "auto"))
+    return name, reason
+
+
+def _save_adapter(trainer, run_dir: Path, world=None, strategy: str = "single") -> Path:
     from engine.train.model import save_weights
 
     final = run_dir / rundir.ADAPTER
-    tmp = run_dir / f".tmp-adapter-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    if strategy == "fsdp2":  # gathered by every rank into rank 0's directory
+        from engine.train import fsdp
+
+        tmp = run_dir / f".tmp-adapter-{os.environ.get('FTWB_AGENT_PID') or os.getpid()}"
+        if world.is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        world.barrier()
+        fsdp.export_pretrained(trainer.model, trainer.tok, tmp)
+        if not world.is_main:
+            return final
+    else:
+        tmp = run_dir / f".tmp-adapter-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
     try:
-        save_weights(trainer.model, trainer.tok, tmp, trainer.cfg.method)
+        if strategy != "fsdp2":
+            save_weights(trainer.model, trainer.tok, tmp, trainer.cfg.method)
     except OSError as e:
         from engine.train.checkpoint import DiskError
 
@@ -305,13 +339,16 @@ def _run(run_dir: Path, resume: bool, world) -> int:
         if world.is_distributed:  # every rank resumes from the checkpoint rank 0 judged intact
             ckpts = [Path(p) for p in world.broadcast_object([str(p) for p in ckpts])]
         ranks = world.gather_object(world.describe())
+        strategy, why = _strategy(cfg, world, device)
         if resume and not ckpts:
             raise C.ConfigError(f"{run_dir} has no intact checkpoint to resume from")
         resumed_from = int(ckpts[-1].name.split("-")[-1]) if ckpts else None
         emit("hello", pid=os.getpid(), versions=_versions(), config_hash=cfg.hash(),
              dataset_hash=data_hash, devices=_devices(), run_dir=str(run_dir), method=cfg.method,
              model=cfg.model.name_or_path, resumed_from_step=resumed_from, world_size=world.world_size,
-             strategy="ddp" if world.is_distributed else "single", ranks=ranks)
+             strategy=strategy, ranks=ranks)
+        if world.is_distributed:
+            emit("log", message=f"{world.world_size} processes, {strategy}: {why}")
 
         emit("phase", phase="loading_model")
         t0 = time.perf_counter()
@@ -321,11 +358,11 @@ def _run(run_dir: Path, resume: bool, world) -> int:
 
                 resolve_model_path(cfg.model.name_or_path, lambda m: emit("log", message=m))
             world.barrier()
-        model, tok = load_model(cfg, device, log=lambda m: emit("log", message=m), emit=emit)
+        model, tok = load_model(cfg, device, log=lambda m: emit("log", message=m), emit=emit, strategy=strategy)
         from engine.train.model import trainable_parameters
 
         if world.is_distributed:
-            if cfg.method != "full":  # LoRA's random init: rank 0's everywhere
+            if cfg.method != "full" and strategy != "fsdp2":  # LoRA's random init: rank 0's everywhere
                 world.broadcast_params([p for p in model.parameters() if p.requires_grad])
             torch.manual_seed(cfg.train.seed + world.rank)  # dropout differs per rank
 
@@ -344,7 +381,7 @@ def _run(run_dir: Path, resume: bool, world) -> int:
 
         # CUDA: tokens per micro-batch and checkpointing measured for this GPU (cfg.train is set).
         # Several processes: measured on rank 0's GPU, and every rank takes that choice.
-        if main:
+        if main and strategy != "fsdp2":  # its probes are forwards: under FSDP2 they would be collective
             auto_fit(model, cfg, device, emit=emit, run_dir=run_dir, pad_id=tok.pad_token_id or 0)
         if world.is_distributed:
             t = cfg.train
@@ -357,9 +394,12 @@ def _run(run_dir: Path, resume: bool, world) -> int:
         from engine.train.loop import NonFiniteLoss, Trainer
 
         trainer = Trainer(cfg, run_dir, model, tok, prepared.train, prepared.val, device, emit, control,
-                          world=world)
+                          world=world, strategy=strategy)
         trainer.config_text = (run_dir / rundir.CONFIG).read_text()  # as written, before any auto-fit
-        if cfg.eval.sample_prompts and prepared.val_examples and main:
+        if strategy == "fsdp2" and cfg.eval.sample_prompts:
+            emit("log", message="sample answers during training are off under FSDP2 (generation would have "
+                                "to run on every rank)")
+        if cfg.eval.sample_prompts and prepared.val_examples and main and strategy != "fsdp2":
             from engine.train.samples import SamplePrompts
 
             trainer.samples = SamplePrompts(prepared.val_examples, tok, cfg.eval.sample_prompts,
@@ -381,18 +421,21 @@ def _run(run_dir: Path, resume: bool, world) -> int:
         else:
             if prepared.val:
                 trainer.final_eval()  # every rank scores its share
-            if not main:
+            if not main and strategy != "fsdp2":
                 status = "completed"
                 return 0
             emit("phase", phase="saving")
-            from engine.train.checkpoint import weights_finite
-
-            if not weights_finite(trainer.model):  # never an adapter of NaNs
+            if not trainer.weights_finite():  # never an adapter of NaNs
                 raise NonFiniteLoss(f"the weights are not all finite after step {trainer.state.step}; "
                                     "no adapter written")
-            adapter = _save_adapter(trainer, run_dir)
+            adapter = _save_adapter(trainer, run_dir, world, strategy)
+            if not main:
+                status = "completed"
+                return 0
             summary["adapter"] = str(adapter)
-            if cfg.eval.at_end and cfg.method != "full":
+            if strategy == "fsdp2" and cfg.eval.at_end and cfg.method != "full":
+                emit("log", message="end-of-run evaluation skipped under FSDP2; run `ftwb eval RUN_DIR`")
+            elif cfg.eval.at_end and cfg.method != "full":
                 summary.update(_evaluate_at_end(run_dir, trainer, prepared, emit))
             status, code = "completed", 0
             if outcome == "early_stopped":
