@@ -22,21 +22,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-STEPS, SAVE_AT, WORLD = 4, 2, 2
+STEPS, SAVE_AT, WORLD, ACCUM = 4, 2, 2, 2
 LR, MAX_NORM = 5e-3, 0.5  # a low clip norm, so clipping acts and must use the global norm
 DEVICE = "cpu"  # --device cuda: one GPU per rank (nccl), bf16 compute
 
 
 def micro_batches(step: int, vocab: int) -> list[dict]:
-    """WORLD packed micro-batches of step `step` (one per rank), each two examples of
-    different lengths with their first tokens masked, seeded by the step."""
+    """WORLD x ACCUM packed micro-batches of step `step` (ACCUM per rank, accumulated),
+    each two examples of different lengths with their first tokens masked, seeded by the step."""
     import torch
 
     from engine.data import pack
 
     g = torch.Generator().manual_seed(1000 + step)
     out = []
-    for _ in range(WORLD):
+    for _ in range(WORLD * ACCUM):
         items = []
         for _ in range(2):
             n = int(torch.randint(9, 24, (1,), generator=g))
@@ -76,6 +76,10 @@ def make_optimizer(model):
     import torch
 
     return torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=LR, weight_decay=0.1)
+
+
+def mine(batches: list, rank: int) -> list:
+    return batches[rank * ACCUM:(rank + 1) * ACCUM]
 
 
 def step(model, optimizer, batches: list, world: int, clip) -> tuple[float, float]:
@@ -160,14 +164,14 @@ def lora_phase(init_dir: Path, out_dir: Path, rank: int, world: int) -> dict:
     vocab = model.config.vocab_size
     out, restored = [], None
     for s in range(1, LORA_STEPS + 1):
-        loss, norm = step(model, opt, [micro_batches(s, vocab)[rank]], world,
+        loss, norm = step(model, opt, mine(micro_batches(s, vocab), rank), world,
                           lambda _, mx: fsdp.clip_grad_norm(trainable(model), mx))
         out.append({"step": s, "loss": loss, "grad_norm": norm})
         if s == LORA_STEPS - 1:
             fsdp.save_state(model, opt, None, out_dir / "lora_ckpt")
             other, other_opt = load()
             fsdp.load_state(other, other_opt, out_dir / "lora_ckpt")
-            restored = step(other, other_opt, [micro_batches(s + 1, vocab)[rank]], world,
+            restored = step(other, other_opt, mine(micro_batches(s + 1, vocab), rank), world,
                             lambda _, mx: fsdp.clip_grad_norm(trainable(other), mx))
     fsdp.export_pretrained(model, None, out_dir / "lora_export")
     return {"steps": out, "restored_step": {"loss": restored[0], "grad_norm": restored[1]}}
@@ -205,7 +209,7 @@ def main() -> None:
     vocab = model.config.vocab_size
     out = []
     for s in range(first, STEPS + 1):
-        loss, norm = step(model, opt, [micro_batches(s, vocab)[rank]], world, fsdp.clip_grad_norm)
+        loss, norm = step(model, opt, mine(micro_batches(s, vocab), rank), world, fsdp.clip_grad_norm)
         out.append({"step": s, "loss": loss, "grad_norm": norm})
         if s == SAVE_AT and not a.resume:
             fsdp.save_state(model, opt, None, a.out_dir / "ckpt")
