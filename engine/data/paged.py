@@ -636,8 +636,6 @@ class ArrowPages(_Pages):
             d = d / split
         self._dir = d
         self._tables = []  # memory-mapped Arrow tables, one per data file
-        self._features = None
-        self._decode = False
         self._indices = None
         try:
             self._open(d)
@@ -660,17 +658,6 @@ class ArrowPages(_Pages):
                 t = pa.ipc.open_file(src).read_all()
             self._tables.append(t)
             self.bounds.append(self.bounds[-1] + t.num_rows)
-        info = d / "dataset_info.json"
-        if info.exists():
-            try:
-                import datasets
-
-                from datasets.features.features import require_decoding
-
-                self._features = datasets.Features.from_dict(json.loads(info.read_text()).get("features") or {})
-                self._decode = any(require_decoding(f) for f in self._features.values())
-            except Exception:
-                self._features, self._decode = None, False
         if self._indices:
             import datasets
 
@@ -691,13 +678,6 @@ class ArrowPages(_Pages):
             t = self.piece(k)
             for a in range(max(start, lo), hi, batch_rows):
                 yield a, t.slice(a - lo, min(batch_rows, hi - a))
-
-    def _to_rows(self, t) -> list[dict]:
-        if self._decode:  # images, audio: datasets' own formatting, as load_from_disk gives them
-            import datasets
-
-            return datasets.Dataset(t, info=datasets.DatasetInfo(features=self._features)).to_list()
-        return t.to_pylist()
 
 
 def _columnar_batches(pages: _Pages, batch_rows: int, start: int, cancelled) -> Iterator[Batch]:
