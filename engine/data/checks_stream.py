@@ -127,8 +127,9 @@ class CheckRun:
             i, line = start + k, lines[k]
             ex = None
             found = []
+            strs = checks_text.string_list(row) if isinstance(row, dict) else []
             if self.structure:
-                found = checks_chat.check_row(row, fmt, i, line) + checks_text.check_row(row, fmt, i, line)
+                found = checks_chat.check_row(row, fmt, i, line) + checks_text.check_row(row, fmt, i, line, strs)
                 # The normaliser training uses decides whether the row is usable; a row it refuses
                 # always carries an error saying why, and one it accepts carries no structure error.
                 try:
@@ -140,7 +141,7 @@ class CheckRun:
                         cid = getattr(e, "check", "unusable")
                         found.append(make(cid if cid in CHECKS else "unusable", i, line, str(e)))
             if self.pii_kinds:
-                for path, text in checks_text.strings(row):
+                for path, text in strs:
                     for m in pii.find_pii(text, self.pii_kinds):
                         found.append(make(m.kind, i, line, f"{_LABEL[m.kind]} in {path}: {_mask(m.text)}",
                                           span=(m.start, m.end), field=path))

@@ -23,25 +23,40 @@ _CONTROL_RX = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")
 
 def strings(value: Any, path: str = "") -> Iterator[tuple[str, str]]:
     """(json path, text) for every string inside a row, e.g. ("messages[1].content", ...)."""
+    yield from string_list(value, path)
+
+
+def string_list(value: Any, path: str = "", out: list | None = None) -> list[tuple[str, str]]:
+    """strings() as a list, in the same order (a plain walk: checks call it once per row)."""
+    out = [] if out is None else out
     if isinstance(value, str):
-        yield path or "$", value
+        out.append((path or "$", value))
     elif isinstance(value, dict):
         for k, v in value.items():
-            yield from strings(v, f"{path}.{k}" if path else str(k))
+            sub = f"{path}.{k}" if path else str(k)
+            if isinstance(v, str):
+                out.append((sub, v))
+            elif isinstance(v, (dict, list)):
+                string_list(v, sub, out)
     elif isinstance(value, list):
         for n, v in enumerate(value):
-            yield from strings(v, f"{path}[{n}]")
+            if isinstance(v, str):
+                out.append((f"{path}[{n}]", v))
+            elif isinstance(v, (dict, list)):
+                string_list(v, f"{path}[{n}]", out)
+    return out
 
 
 def _blank(v: Any) -> bool:
     return v is None or (isinstance(v, str) and not v.strip())
 
 
-def check_row(row: Any, fmt: str, i: int, line: int | None) -> list[Finding]:
+def check_row(row: Any, fmt: str, i: int, line: int | None, strs: list | None = None) -> list[Finding]:
+    """`strs`: string_list(row), where the caller has it already."""
     out: list[Finding] = []
     if not isinstance(row, dict):
         return out
-    for path, text in strings(row):
+    for path, text in (string_list(row) if strs is None else strs):
         m = _SPECIAL_RX.search(text) if ("<" in text or "[" in text) else None
         if m:
             out.append(make("special_token_in_content", i, line, f"{path} contains {m.group()!r}",

@@ -137,12 +137,14 @@ PLACEHOLDERS = {
 
 _DIGIT = re.compile(r"\d").search
 _TOKEN_PREFIXES = ("gh", "github_pat_", "xox", "sk-", "sk_live_", "rk_live_", "AIza", "hf_", "glpat-")
+_TOKEN_PREFIX = re.compile("|".join(re.escape(p) for p in _TOKEN_PREFIXES)).search
+_MIN_LEN = 5  # the shortest match of any pattern (an IPv6 such as "1:2::"): shorter text holds none
 # Cheap substring tests that rule a pattern out: a regex with look-behinds costs seconds
 # on a 50 MB field, `in` costs milliseconds.
 _MAY_MATCH: dict[str, Callable[[str], bool]] = {
     "secret_private_key": lambda t: "PRIVATE KEY" in t,
     "secret_aws_key": lambda t: "AKIA" in t or "ASIA" in t,
-    "secret_token": lambda t: any(p in t for p in _TOKEN_PREFIXES),
+    "secret_token": lambda t: _TOKEN_PREFIX(t) is not None,
     "pii_email": lambda t: "@" in t,
     "pii_iban": lambda t: _DIGIT(t) is not None,
     "pii_credit_card": lambda t: _DIGIT(t) is not None,
@@ -154,7 +156,7 @@ _MAY_MATCH: dict[str, Callable[[str], bool]] = {
 def find_pii(text: str, kinds: set[str] | None = None) -> list[Match]:
     """Validated matches, earlier patterns winning where spans overlap (a key beats the
     phone-like digits inside it; a card beats a phone)."""
-    if not isinstance(text, str) or not text:
+    if not isinstance(text, str) or len(text) < _MIN_LEN:
         return []
     taken: list[tuple[int, int]] = []
     out: list[Match] = []
