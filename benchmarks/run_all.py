@@ -11,7 +11,8 @@ HERE = Path(__file__).resolve().parent
 BENCHES = [
     ("chart redraw and event rate", ["bench_tui_chart.py"]),
     ("dataset browsing: 5M-row JSONL, 1M-row Parquet and CSV", ["bench_data_browse.py"]),
-    ("near duplicates, 100k rows", ["bench_neardup.py"]),
+    ("exact and near duplicates, leakage: 1M rows", ["bench_neardup.py", "1000000"]),
+    ("every check over a 1M-row chat JSONL", ["bench_checks_scale.py", "1000000"]),
     ("engine vs HF Trainer + PEFT", ["bench_engine_vs_hf.py", "--size", "tiny", "--steps", "12"]),
     ("memory estimate vs measured", ["bench_memory_accuracy.py"]),
 ]
