@@ -253,3 +253,12 @@ async def test_data_screen_pages_parquet_and_csv(tmp_path, kind):
         assert table.source_index() == n - 1
         assert any(f"question number {n - 1}" in r for r in visible_rows(app))
     assert sha256(path) == before
+
+
+def test_jsonl_blank_and_whitespace_lines_are_skipped_as_load_skips_them(tmp_path):
+    p = tmp_path / "ws.jsonl"
+    p.write_bytes(b'{"a": 1}\r\n\r\n   \r\n{"a": 2}\n\t \n{}\n  {"a": 3}  \n \t')
+    res = load_rows(p)
+    src, _ = _open(p)
+    shown = src.rows(0, 100)
+    assert [r.data for r in shown] == res.rows and [r.line for r in shown] == res.lines

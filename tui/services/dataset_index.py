@@ -29,6 +29,8 @@ PAGE = 64                   # rows per cached page
 CACHE_PAGES = 64            # pages kept (LRU): memory follows what is shown, not the file
 BIG_LINE = 4 << 20          # table cells of longer lines show a byte preview; the row view parses them
 BOM = b"\xef\xbb\xbf"
+SHORT_LINE = 16             # lines up to this many bytes are checked for being blank
+_WS_BYTES = np.frombuffer(b" \t\r\x0b\x0c", np.uint8)
 
 
 @dataclass
@@ -145,7 +147,7 @@ class LineIndex:
                 nl = np.flatnonzero(np.frombuffer(buf, dtype=np.uint8) == 10).astype(np.int64) + pos
                 if len(nl):
                     starts = np.concatenate(([line_start], nl[:-1] + 1))
-                    self._add(starts, nl - starts, np.arange(lineno, lineno + len(nl), dtype=np.int64))
+                    self._add(starts, nl - starts, np.arange(lineno, lineno + len(nl), dtype=np.int64), buf, pos)
                     lineno += len(nl)
                     line_start = int(nl[-1]) + 1
                 pos += len(buf)
@@ -162,15 +164,28 @@ class LineIndex:
         if progress:
             progress(pos, self.size, len(self))
 
-    def _add(self, starts: np.ndarray, lens: np.ndarray, linenos: np.ndarray) -> None:
+    def _add(self, starts: np.ndarray, lens: np.ndarray, linenos: np.ndarray, buf: bytes = b"",
+             pos: int = 0) -> None:
+        """Append lines, leaving out blank ones: empty, or short and all whitespace (a lone "\\r"
+        of a CRLF file, a few spaces) as engine.data.load skips them; checked with numpy on
+        the chunk `buf` (at file offset `pos`), so ordinary lines cost nothing."""
         keep = lens > 0
-        ones = np.flatnonzero(lens == 1)
-        if len(ones):  # a lone "\r" (blank line of a CRLF file) is blank too; such lines are few
-            with open(self.path, "rb") as fh:
-                for k in ones:
-                    fh.seek(int(starts[k]))
-                    if fh.read(1) in (b"\r", b" ", b"\t"):
-                        keep[k] = False
+        short = np.flatnonzero(keep & (lens <= SHORT_LINE))
+        if len(short):
+            inside = (starts[short] >= pos) & (starts[short] + lens[short] <= pos + len(buf))
+            k = short[inside]
+            if len(k):
+                arr = np.frombuffer(buf, np.uint8)
+                cols = np.arange(SHORT_LINE)
+                idx = (starts[k] - pos)[:, None] + cols
+                chars = arr[np.minimum(idx, len(arr) - 1)]
+                ws = np.isin(chars, _WS_BYTES) | (cols >= lens[k][:, None])
+                keep[k[ws.all(axis=1)]] = False
+            with open(self.path, "rb") as fh:  # the line carried over from the last chunk
+                for q in short[~inside]:
+                    fh.seek(int(starts[q]))
+                    if not fh.read(int(lens[q])).strip():
+                        keep[q] = False
         self._append(starts[keep], lens[keep], linenos[keep])
 
     def _append(self, starts, lens, linenos) -> None:
