@@ -109,6 +109,21 @@ def step(model, optimizer, batches: list, world: int, clip) -> tuple[float, floa
     return float(total / n[0]), float(norm)
 
 
+PROMPT = [5, 17, 42, 99, 7]
+
+
+def generate(model) -> list[int]:
+    import torch
+
+    model.eval()
+    with torch.no_grad():
+        ids = torch.tensor([PROMPT], device=DEVICE)
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=6,
+                             do_sample=False, pad_token_id=0)
+    model.train()
+    return out[0, len(PROMPT):].tolist()
+
+
 def reference(init_dir: Path, steps: int = STEPS) -> tuple[list[dict], object]:
     """The same steps in one process, unsharded: every rank's micro-batch in turn."""
     import torch
@@ -215,6 +230,7 @@ def main() -> None:
             fsdp.save_state(model, opt, None, a.out_dir / "ckpt")
     fsdp.export_pretrained(model, None, a.out_dir / "export")
     finite = fsdp.weights_finite(model)
+    generated = generate(model)  # whole-model forwards through the root, as samples and evals run
     local = sum(p.to_local().numel() for p in model.parameters())
     total = sum(p.numel() for p in model.parameters())
     shares = [None] * world
@@ -223,7 +239,7 @@ def main() -> None:
     if rank == 0:
         (a.out_dir / "result.json").write_text(json.dumps(
             {"steps": out, "finite": finite, "world": world, "local_params": shares, "params": total,
-             "dtensor": type(next(model.parameters())).__name__, "lora": lora}))
+             "dtensor": type(next(model.parameters())).__name__, "lora": lora, "generated": generated}))
     dist.destroy_process_group()
 
 

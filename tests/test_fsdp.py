@@ -119,6 +119,8 @@ def test_rank0_export_loads_with_from_pretrained(runs):
     ref = runs["ref_model"].eval()
     with torch.no_grad():
         assert torch.allclose(loaded(input_ids=ids).logits, ref(input_ids=ids).logits, atol=1e-4)
+    # generation on the sharded model (every forward through the FSDP2 root) gave the same tokens
+    assert runs["a"]["generated"] == fsdp_worker.generate(ref) and len(runs["a"]["generated"]) == 6
 
 
 @pytest.mark.slow
