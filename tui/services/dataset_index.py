@@ -29,8 +29,8 @@ PAGE = 64                   # rows per cached page
 CACHE_PAGES = 64            # pages kept (LRU): memory follows what is shown, not the file
 BIG_LINE = 4 << 20          # table cells of longer lines show a byte preview; the row view parses them
 BOM = b"\xef\xbb\xbf"
-SHORT_LINE = 16             # lines up to this many bytes are checked for being blank
-_WS_BYTES = np.frombuffer(b" \t\r\x0b\x0c", np.uint8)
+_WS_TABLE = np.zeros(256, bool)  # bytes.strip()'s whitespace, by byte value
+_WS_TABLE[list(b" \t\r\n\x0b\x0c")] = True
 
 
 @dataclass
@@ -166,25 +166,27 @@ class LineIndex:
 
     def _add(self, starts: np.ndarray, lens: np.ndarray, linenos: np.ndarray, buf: bytes = b"",
              pos: int = 0) -> None:
-        """Append lines, leaving out blank ones: empty, or short and all whitespace (a lone "\\r"
-        of a CRLF file, a few spaces) as engine.data.load skips them; checked with numpy on
-        the chunk `buf` (at file offset `pos`), so ordinary lines cost nothing."""
+        """Append lines, leaving out blank ones: empty, or all whitespace (a lone "\\r" of a
+        CRLF file, a few spaces) as engine.data.load skips them. Only lines that begin and
+        end with whitespace are looked at (numpy on the chunk `buf` at file offset `pos`)."""
         keep = lens > 0
-        short = np.flatnonzero(keep & (lens <= SHORT_LINE))
-        if len(short):
-            inside = (starts[short] >= pos) & (starts[short] + lens[short] <= pos + len(buf))
-            k = short[inside]
-            if len(k):
-                arr = np.frombuffer(buf, np.uint8)
-                cols = np.arange(SHORT_LINE)
-                idx = (starts[k] - pos)[:, None] + cols
-                chars = arr[np.minimum(idx, len(arr) - 1)]
-                ws = np.isin(chars, _WS_BYTES) | (cols >= lens[k][:, None])
-                keep[k[ws.all(axis=1)]] = False
-            with open(self.path, "rb") as fh:  # the line carried over from the last chunk
-                for q in short[~inside]:
-                    fh.seek(int(starts[q]))
-                    if not fh.read(int(lens[q])).strip():
+        inside = keep & (starts >= pos) & (starts + lens <= pos + len(buf))
+        cand = np.flatnonzero(~inside & keep)  # the line carried over from the last chunk
+        k = np.flatnonzero(inside)
+        if len(k):
+            arr = np.frombuffer(buf, np.uint8)
+            first, last = arr[starts[k] - pos], arr[starts[k] + lens[k] - 1 - pos]
+            cand = np.concatenate((cand, k[_WS_TABLE[first] & _WS_TABLE[last]]))
+        if len(cand):
+            with open(self.path, "rb") as fh:
+                for q in cand:
+                    a, n = int(starts[q]), int(lens[q])
+                    if pos <= a and a + n <= pos + len(buf):
+                        raw = buf[a - pos: a + n - pos]
+                    else:
+                        fh.seek(a)
+                        raw = fh.read(n)
+                    if not raw.strip():
                         keep[q] = False
         self._append(starts[keep], lens[keep], linenos[keep])
 
