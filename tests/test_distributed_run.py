@@ -162,3 +162,39 @@ def test_a_rank_that_dies_ends_the_run_with_an_error_naming_it(tmp_path):
     assert evs[-1]["type"] == "done" and evs[-1]["status"] == "failed"
     assert [e["type"] for e in evs].count("done") == 1
     assert rundir.summarize(run).status == "failed"
+
+
+def test_full_fine_tuning_shards_with_fsdp2_matches_one_process_and_resumes_exactly(tmp_path):
+    def full(path: Path, **train) -> Path:
+        cfg = small_demo_config(**{"max_steps": 4, "eval_every": 2, "save_every": 2, "grad_accum": 1,
+                                   "learning_rate": 1e-4, **train})
+        cfg.method = "full"
+        cfg.eval.sample_prompts = 0
+        return write_config(cfg, path)
+
+    res = ftwb("train", str(full(tmp_path / "two.yaml")), "--devices", "2", "--runs-dir", str(tmp_path / "two"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    one = ftwb("train", str(full(tmp_path / "one.yaml", grad_accum=2)), "--runs-dir", str(tmp_path / "one"))
+    assert one.returncode == 0, one.stderr[-3000:]
+    run = only_run(tmp_path / "two")
+    hello = next(e for e in events_of(run) if e["type"] == "hello")
+    assert hello["strategy"] == "fsdp2" and hello["world_size"] == 2
+    a, b = _losses(run), _losses(only_run(tmp_path / "one"))
+    assert sorted(a) == [1, 2, 3, 4]
+    for step in a:
+        assert a[step] == pytest.approx(b[step], rel=1e-4), step
+    # The export is a plain save_pretrained directory of the whole model.
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    tuned = AutoModelForCausalLM.from_pretrained(run / rundir.ADAPTER)
+    assert all(torch.isfinite(p).all() for p in tuned.parameters())
+    # Resume from checkpoint-2 (full tensors, loaded back into the shards): steps 3-4 again, exactly.
+    assert [p.name for p in rundir.checkpoints(run)] == ["checkpoint-2"]
+    res = ftwb("train", "--resume", str(run))
+    assert res.returncode == 0, res.stderr[-3000:]
+    hellos = [e for e in events_of(run) if e["type"] == "hello"]
+    again = _losses(run, after=hellos[1])
+    assert sorted(again) == [3, 4]
+    for step, loss in again.items():
+        assert loss == pytest.approx(a[step], rel=1e-5, abs=1e-6), step
