@@ -218,7 +218,16 @@ def main() -> None:
                                          attn_implementation="sdpa")
     opt = make_optimizer(model)
     first = 1
+    errors = None
     if a.resume:
+        # a checkpoint rank 0 cannot read fails on every rank (no rank left in a collective)
+        try:
+            fsdp.load_state(model, opt, a.out_dir / "no-such-checkpoint")
+            mine_err = None
+        except Exception as e:  # noqa: BLE001 - reported to the test
+            mine_err = f"{type(e).__name__}: {e}"
+        errors = [None] * world
+        dist.all_gather_object(errors, mine_err)
         fsdp.load_state(model, opt, a.resume)
         first = SAVE_AT + 1
     vocab = model.config.vocab_size
@@ -239,7 +248,8 @@ def main() -> None:
     if rank == 0:
         (a.out_dir / "result.json").write_text(json.dumps(
             {"steps": out, "finite": finite, "world": world, "local_params": shares, "params": total,
-             "dtensor": type(next(model.parameters())).__name__, "lora": lora, "generated": generated}))
+             "dtensor": type(next(model.parameters())).__name__, "lora": lora, "generated": generated,
+             "errors": errors}))
     dist.destroy_process_group()
 
 

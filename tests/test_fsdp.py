@@ -99,6 +99,10 @@ def test_resume_in_fresh_processes_continues_exactly(runs):
     for got, want in zip(b["steps"], tail, strict=True):
         assert got["loss"] == pytest.approx(want["loss"], abs=1e-6)
         assert got["grad_norm"] == pytest.approx(want["grad_norm"], abs=1e-6)
+    # before that, a missing checkpoint: rank 0's error, named on both ranks, and no hang
+    err0, err1 = b["errors"]
+    assert err0.startswith("FileNotFoundError") and "no-such-checkpoint" in err0
+    assert err1.startswith("RankZeroError: rank 0: FileNotFoundError") and "no-such-checkpoint" in err1
     ea, eb = _weights(runs["whole"] / "export"), _weights(runs["resumed"] / "export")
     assert max((ea[k] - eb[k]).abs().max().item() for k in ea) < 1e-6
     # the checkpoint holds full tensors (any world size can read it) and the optimizer by name

@@ -229,9 +229,8 @@ def load_pretrained_sharded(path: str, device: str, *, dtype=None, prepare: Call
     from transformers import AutoConfig, AutoModelForCausalLM
 
     rank = dist.get_rank()
-    if rank == 0:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **from_pretrained)
-    else:
+    model = _on_rank0(lambda: AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **from_pretrained))
+    if rank != 0:
         keep = {k: v for k, v in from_pretrained.items() if k in ("attn_implementation", "trust_remote_code")}
         config = AutoConfig.from_pretrained(path, trust_remote_code=keep.get("trust_remote_code", False))
         with torch.device("meta"):
@@ -286,6 +285,31 @@ def _local(t):
 
 # ---------------------------------------------------------------- state
 
+class RankZeroError(RuntimeError):
+    """What rank 0 failed to read or write, raised on the other ranks too."""
+
+
+def _on_rank0(fn: Callable[[], Any]) -> Any:
+    """fn() on rank 0 only (None elsewhere). Every rank learns whether it failed, and all
+    raise: rank 0 its own exception, the others a RankZeroError with its message, so no
+    rank is left waiting in the next collective for one that gave up."""
+    import torch.distributed as dist
+
+    result, err = None, None
+    if dist.get_rank() == 0:
+        try:
+            result = fn()
+        except Exception as e:  # re-raised below, on every rank
+            err = e
+    box = [None if err is None else f"rank 0: {type(err).__name__}: {err}"]
+    dist.broadcast_object_list(box, src=0)
+    if err is not None:
+        raise err
+    if box[0] is not None:
+        raise RankZeroError(box[0])
+    return result
+
+
 def _full_options(**kw):
     from torch.distributed.checkpoint.state_dict import StateDictOptions
 
@@ -309,29 +333,25 @@ def full_optimizer_state(model, optimizer) -> dict:
 def export_pretrained(model, tokenizer, out_dir: Path, state: dict | None = None) -> None:
     """Rank 0 writes a normal `save_pretrained` directory (a PEFT adapter for LoRA) from the
     gathered full state; collective. `state` reuses one already gathered."""
-    import torch.distributed as dist
-
     state = full_model_state(model) if state is None else state
-    if dist.get_rank() == 0:
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
+
+    def write():
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
         model.save_pretrained(out_dir, state_dict=state, safe_serialization=True)
         if tokenizer is not None:
             tokenizer.save_pretrained(out_dir)
-    dist.barrier()
+
+    _on_rank0(write)
 
 
 def save_state(model, optimizer, tokenizer, out_dir: Path) -> None:
     """Checkpoint weights (export_pretrained) and optimizer state (optimizer.pt) into
     `out_dir` from rank 0; collective, and every rank returns once the files are written."""
     import torch
-    import torch.distributed as dist
 
     export_pretrained(model, tokenizer, out_dir)
     osd = full_optimizer_state(model, optimizer)
-    if dist.get_rank() == 0:
-        torch.save(osd, Path(out_dir) / OPTIMIZER_FILE)
-    dist.barrier()
+    _on_rank0(lambda: torch.save(osd, Path(out_dir) / OPTIMIZER_FILE))
 
 
 def _read_weights(ckpt_dir: Path) -> dict:
@@ -355,18 +375,17 @@ def load_state(model, optimizer, ckpt_dir: Path) -> None:
     from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
                                                          set_optimizer_state_dict)
 
-    rank0 = dist.get_rank() == 0
-    opts = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
-    if hasattr(model, "get_base_model"):  # a PEFT adapter directory: only the adapter's tensors
-        msd = _peft_full_state(model, ckpt_dir) if rank0 else {}
-        set_model_state_dict(model, msd, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True,
-                                                                  strict=False))
-    else:
-        msd = _read_weights(ckpt_dir) if rank0 else {}
-        msd = _match_keys(model, msd) if rank0 else {}
-        set_model_state_dict(model, msd, options=opts)
-    osd = torch.load(Path(ckpt_dir) / OPTIMIZER_FILE, weights_only=False) if rank0 else {}
-    set_optimizer_state_dict(model, optimizer, osd, options=opts)
+    peft = hasattr(model, "get_base_model")  # a PEFT adapter directory: only the adapter's tensors
+
+    def read():
+        msd = _peft_full_state(model, ckpt_dir) if peft else _match_keys(model, _read_weights(ckpt_dir))
+        return msd, torch.load(Path(ckpt_dir) / OPTIMIZER_FILE, weights_only=False)
+
+    msd, osd = _on_rank0(read) or ({}, {})
+    set_model_state_dict(model, msd, options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True,
+                                                              strict=not peft))
+    set_optimizer_state_dict(model, optimizer, osd,
+                             options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=True))
     dist.barrier()
 
 
