@@ -198,3 +198,19 @@ def test_full_fine_tuning_shards_with_fsdp2_matches_one_process_and_resumes_exac
     assert sorted(again) == [3, 4]
     for step, loss in again.items():
         assert loss == pytest.approx(a[step], rel=1e-5, abs=1e-6), step
+
+
+def test_out_of_memory_on_one_rank_is_reported_with_that_rank_and_its_batch_shape(tmp_path):
+    cfg = _config(tmp_path / "run.yaml", max_steps=4, save_every=0, eval_every=0)
+    res = ftwb("train", str(cfg), "--devices", "2", "--runs-dir", str(tmp_path / "runs"),
+               env={"FTWB_INJECT_FAULT": "cpuoom@2:rank1"})
+    assert res.returncode == 1, res.stderr[-3000:]
+    run = only_run(tmp_path / "runs")
+    evs = events_of(run)
+    errors = [e for e in evs if e["type"] == "error"]
+    assert len(errors) == 1, errors
+    err = errors[0]
+    assert err["kind"] == "oom" and err["rank"] == 1 and err["device"] == "cpu"
+    assert len(err["batch_shape"]) == 2 and "rank 1" in err["message"]
+    assert evs[-1]["type"] == "done" and evs[-1]["status"] == "failed"
+    assert max(e["step"] for e in evs if e["type"] == "metric") == 1

@@ -38,8 +38,8 @@ SPIKE_FACTOR = 3.0  # a loss this many times the recent average is reported as a
 # Fault injection for tests of the failure paths on machines without the hardware to hit
 # them for real: FTWB_INJECT_FAULT=oom@3 raises CUDA OOM at step 3, nan@3 a NaN loss,
 # nangrad@3 a NaN gradient norm, cpuoom@3 the CPU allocator's failure; a trailing +
-# (nan@3+) repeats it at every later step.
-_FAULT = os.environ.get("FTWB_INJECT_FAULT", "")
+# (nan@3+) repeats it at every later step; a suffix :rankN (cpuoom@3:rank1) hits that rank only.
+_FAULT, _, _FAULT_RANK = os.environ.get("FTWB_INJECT_FAULT", "").partition(":rank")
 
 
 def step_context(model, cfg: RunConfig, device: str, amp_dtype):
@@ -338,7 +338,7 @@ class Trainer:
             if self.world.is_distributed:
                 loss_sum_f = self.world.all_reduce([loss_sum_f])[0]
             loss = loss_sum_f / n_trained
-        if _FAULT:
+        if _FAULT and (not _FAULT_RANK or _FAULT_RANK == str(self.world.rank)):
             loss, grad_norm = self._inject(loss, grad_norm)
         # A NaN/inf loss or gradient norm must never reach the weights: skip the update. With
         # fp16 loss scaling inf gradients are routine; the scaler skips and rescales itself.

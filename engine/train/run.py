@@ -300,6 +300,8 @@ def _run(run_dir: Path, resume: bool, world) -> int:
     keeper = rundir.SummaryKeeper(run_dir) if main else None
 
     def emit(type_: str, **fields):
+        if type_ == "error" and world.is_distributed:
+            fields.setdefault("rank", world.rank)
         event = events.emit(type_, **fields)
         if keeper is not None:
             keeper.update(event, events.log_bytes)  # summary.json: what `ftwb runs` and attach read
