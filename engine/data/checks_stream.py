@@ -98,8 +98,12 @@ class CheckRun:
         self.leak = bool(val_rows) and self.want("train_val_leak")
         self.dups = None
         if self.want("exact_duplicate") or near or self.leak:
-            self.dups = DupIndex(near=near or (self.leak and near_dup), threshold=threshold, shingle=shingle,
-                                 unit=shingle_unit)
+            import os
+
+            # one worker process sketches duplicates while this one checks the next rows
+            sketch_near = near or (self.leak and near_dup)
+            self.dups = DupIndex(near=sketch_near, threshold=threshold, shingle=shingle, unit=shingle_unit,
+                                 workers=1 if sketch_near and (os.cpu_count() or 1) > 1 else 0)
         self.near = near
         self.lines = _Lines()  # source line per row (for the dataset-wide findings)
         self.pairs = None

@@ -209,6 +209,24 @@ def _jaccard(a: np.ndarray, b: np.ndarray) -> float:
     return inter / union if union else 1.0
 
 
+def sketch(texts: list[str], near: bool, shingle: int, unit: str, bands: int,
+           ) -> tuple[np.ndarray, bytes, np.ndarray, list[np.ndarray]]:
+    """What a DupIndex keeps of a batch: (exact hashes, the normalised texts back to back,
+    their byte lengths, LSH band-key chunks). Plain data, so a worker process can run it."""
+    enc = [normalise(t).encode("utf-8", "surrogatepass") for t in texts]
+    hashes = np.frombuffer(b"".join(hashlib.blake2b(e, digest_size=8).digest() for e in enc), np.uint64)
+    if not near:
+        return hashes, b"", np.zeros(0, np.int64), []
+    import rensa
+
+    keys = []
+    for s in range(0, len(enc), _CHUNK):
+        tokens, offsets = _shingles_of_bytes(enc[s:s + _CHUNK], shingle, unit)
+        m = rensa.RMinHash.digest_matrix_from_flat_token_hashes(tokens, offsets, NUM_PERM, SEED)
+        keys.append(_band_keys(np.array(m.to_rows(), dtype=np.uint32), bands))
+    return hashes, b"".join(enc), np.fromiter((len(e) for e in enc), np.int64, len(enc)), keys
+
+
 class DupIndex:
     """Exact and near duplicates over rows fed batch by batch (`add`), answered at the end
     (`duplicates`, `leaks`), in memory that does not hold the texts.
@@ -217,52 +235,78 @@ class DupIndex:
     8-byte LSH key per band (16 at threshold 0.8: 128 bytes) plus the offset of the
     normalised text in a temporary spill file; only candidate pairs are read back from
     it to confirm their exact Jaccard. 1M rows: about 150 MB.
+
+    `workers` > 0: once `POOL_AFTER` rows are in, batches are sketched in that many worker
+    processes while the caller goes on (reading and checking the next rows); the results
+    are the same, taken in row order.
     """
 
-    def __init__(self, *, near: bool = True, threshold: float = 0.8, shingle: int = 5, unit: str = "char"):
+    POOL_AFTER = 100_000
+
+    def __init__(self, *, near: bool = True, threshold: float = 0.8, shingle: int = 5, unit: str = "char",
+                 workers: int = 0):
         if shingle < 1:
             raise ValueError("shingle size must be at least 1")
         if unit not in ("char", "word"):
             raise ValueError(f"unknown shingle unit {unit!r}: use 'char' or 'word'")
         self.near, self.threshold, self.shingle, self.unit = near, threshold, shingle, unit
         self.bands = lsh_bands(threshold)
-        self.n = 0
+        self.workers = workers
+        self.n = 0          # rows added
+        self._taken = 0     # rows whose sketches are in (the rest are with the workers)
         self._hashes: list[np.ndarray] = []
         self._keys: list[np.ndarray] = []
         self._ends: list[np.ndarray] = []
         self._spill = None
         self._spilled = 0
+        self._pool = None
+        self._pending: list = []
 
     def add(self, texts: list[str]) -> None:
         """The next rows' texts, in row order."""
         if not texts:
             return
-        enc = [normalise(t).encode("utf-8", "surrogatepass") for t in texts]
-        self._hashes.append(np.frombuffer(b"".join(hashlib.blake2b(e, digest_size=8).digest() for e in enc),
-                                          np.uint64))
-        if self.near:
-            self._add_near(enc)
-        self.n += len(enc)
+        args = (list(texts), self.near, self.shingle, self.unit, self.bands)
+        if self.workers > 0 and self.n >= self.POOL_AFTER:
+            if self._pool is None:
+                import multiprocessing
+                from concurrent.futures import ProcessPoolExecutor
 
-    def _add_near(self, enc: list[bytes]) -> None:
+                # spawn, not fork: the caller may be a threaded app
+                self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            self._pending.append(self._pool.submit(sketch, *args))
+            while len(self._pending) > 2 * self.workers:  # bounded: a few batches in flight
+                self._take(self._pending.pop(0).result())
+        else:
+            self._take(sketch(*args))
+        self.n += len(texts)
+
+    def _take(self, res) -> None:
+        hashes, blob, lens, keys = res
+        self._hashes.append(hashes)
+        self._taken += len(hashes)
+        if not self.near:
+            return
         import tempfile
-
-        import rensa
 
         if self._spill is None:
             self._spill = tempfile.TemporaryFile(prefix="ftwb-dedup-")
-        self._spill.write(b"".join(enc))
-        lens = np.fromiter((len(e) for e in enc), np.int64, len(enc))
+        self._spill.write(blob)
         self._ends.append(self._spilled + np.cumsum(lens))
-        self._spilled += int(lens.sum())
-        for s in range(0, len(enc), _CHUNK):
-            tokens, offsets = _shingles_of_bytes(enc[s:s + _CHUNK], self.shingle, self.unit)
-            m = rensa.RMinHash.digest_matrix_from_flat_token_hashes(tokens, offsets, NUM_PERM, SEED)
-            self._keys.append(_band_keys(np.array(m.to_rows(), dtype=np.uint32), self.bands))
+        self._spilled += len(blob)
+        self._keys.extend(keys)
+
+    def _drain(self) -> None:
+        while self._pending:
+            self._take(self._pending.pop(0).result())
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
     # ------------------------------------------------------------ answers
     def exact_groups(self) -> list[list[int]]:
         """Groups of rows with the same normalised text, each sorted, by first row."""
+        self._drain()
         if not self._hashes:
             return []
         h = np.concatenate(self._hashes)
@@ -316,6 +360,7 @@ class DupIndex:
     def near_pairs(self, rows: np.ndarray | None = None, cancelled=None) -> list[tuple[int, int, float]]:
         """(i, j, jaccard), i < j, among `rows` (default: all) with Jaccard >= threshold.
         `cancelled` is called between bands; it stops the search by raising."""
+        self._drain()
         if not self.near or self.n < 2:
             return []
         ids = None if rows is None else np.asarray(rows, np.int64)
@@ -342,6 +387,7 @@ class DupIndex:
     def leaks(self, other_texts: list[str], cancelled=None) -> list[tuple[int, int, float]]:
         """(row, other row, similarity) for rows of `other_texts` that repeat a row here,
         exactly (1.0) or nearly."""
+        self._drain()
         other = DupIndex(near=self.near, threshold=self.threshold, shingle=self.shingle, unit=self.unit)
         for s in range(0, len(other_texts), 20_000):
             other.add(other_texts[s:s + 20_000])
@@ -367,6 +413,10 @@ class DupIndex:
         return sorted((a, b, s) for (a, b), s in out.items())
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+        self._pending = []
         if self._spill is not None:
             self._spill.close()
             self._spill = None
