@@ -115,8 +115,9 @@ SHARDED_TERMS = ("weights", "lora_params", "gradients", "optimizer_states", "mas
 
 def per_rank_bytes(estimate, world_size: int) -> int:
     """An engine.memory.Estimate's total on one rank under FSDP2: weights, gradients and
-    optimizer states divided by the ranks (one layer's gathered weights come on top, which
-    the overheads' margin covers); activations and logits are per rank already."""
+    optimizer states divided by the ranks; activations and logits are per rank already.
+    Not counted: the whole weights of the one or two layers gathered at a time (FSDP2
+    prefetches the next), about 2/layers of the weights term."""
     n = max(1, world_size)
     return sum(b // n if name in SHARDED_TERMS else b for name, b, _ in estimate.breakdown)
 
