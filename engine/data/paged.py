@@ -25,6 +25,7 @@ from engine.data.errors import DataError
 
 BATCH_ROWS = 20_000
 CHUNK = 8 << 20            # bytes read per step from line-based files
+CSV_CHUNK = 1 << 20        # CSV: decoded text and its StringIO cost several times the bytes
 
 
 @dataclass
@@ -276,7 +277,7 @@ class CsvLines:
         with open(self.path, "rb") as fh:
             base, tail, first = 0, b"", True
             while True:
-                buf = fh.read(CHUNK)
+                buf = fh.read(CSV_CHUNK)
                 eof = not buf
                 if first:
                     first = False
