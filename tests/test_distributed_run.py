@@ -138,27 +138,59 @@ def test_sigkill_of_the_group_then_resume_on_two_devices_and_sigterm_stops_every
         assert loss == pytest.approx(reference[step], rel=1e-4, abs=1e-5), step
 
 
+def _read_pipe(fd: int, follower, until, timeout: float = 300) -> list[dict]:
+    import select
+
+    got: list[dict] = []
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        r, _, _ = select.select([fd], [], [], 1.0)
+        if r:
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                break
+            got += follower.feed(chunk)
+            if until(got):
+                return got
+    raise TimeoutError(f"pipe events so far: {[e.get('type') for e in got]}")
+
+
 def test_a_rank_that_dies_ends_the_run_with_an_error_naming_it(tmp_path):
-    cfg = _config(tmp_path / "run.yaml", max_steps=500, save_every=0, eval_every=0)
-    res = ftwb("train", str(cfg), "--devices", "2", "--runs-dir", str(tmp_path / "runs"), "--detach")
-    assert res.returncode == 0, res.stderr[-3000:]
-    run = only_run(tmp_path / "runs")
-    wait_for(lambda: last_metric_step(run) >= 1)
-    agent = rundir.read_pid(run)
-    # Save-now reaches both ranks: they agree on the step and save together.
-    os.kill(agent, signal.SIGUSR1)
-    wait_for(lambda: any(e["type"] == "checkpoint" for e in events_of(run)), 120)
-    victim = _workers(agent)[1]
-    t0 = time.monotonic()
-    os.kill(victim, signal.SIGKILL)
-    wait_dead(agent, 90)  # no hang: the others are torn down
-    assert time.monotonic() - t0 < 90
+    from engine import config as C
+    from engine import events as ev
+    from engine import launch
+
+    cfg = C.load(_config(tmp_path / "run.yaml", max_steps=500, save_every=0, eval_every=0))
+    launched = launch.start(cfg, runs_dir=str(tmp_path / "runs"), dist=launch.DistOptions(devices=2))
+    run = launched.run_dir
+    follower = ev.PipeFollower(run / rundir.EVENTS, launched.log_offset)
+    try:
+        # Rank 0's events reach the launcher's pipe (torchrun does not pass fds to its workers).
+        got = _read_pipe(launched.event_fd, follower, lambda g: any(e["type"] == "metric" for e in g))
+        assert launched.proc.poll() is None
+        assert next(e for e in got if e["type"] == "hello")["world_size"] == 2
+        agent = launched.proc.pid
+        assert rundir.read_pid(run) == agent  # the pid file names the torchrun agent
+        # Save-now reaches both ranks: they agree on the step and save together.
+        os.kill(agent, signal.SIGUSR1)
+        got += _read_pipe(launched.event_fd, follower, lambda g: any(e["type"] == "checkpoint" for e in g))
+        victim = _workers(agent)[1]
+        t0 = time.monotonic()
+        os.kill(victim, signal.SIGKILL)
+        got += _read_pipe(launched.event_fd, follower, lambda g: any(e["type"] == "done" for e in g), 90)
+        assert launched.proc.wait(90) == 1  # no hang: the others are torn down
+        assert time.monotonic() - t0 < 90
+    finally:
+        os.close(launched.event_fd)
+        if launched.proc.poll() is None:
+            launched.proc.kill()
+            launched.proc.wait()
     assert not pid_running(victim)
-    evs = events_of(run)
-    err = next(e for e in evs if e["type"] == "error")
+    err = next(e for e in got if e["type"] == "error")  # the agent's words reach the pipe too
     assert err["rank"] == 1 and "rank 1" in err["message"] and "SIGKILL" in err["message"]
     assert isinstance(err["step"], int) and err["step"] >= 1
     assert "log_tail" in err
+    evs = events_of(run)
     assert evs[-1]["type"] == "done" and evs[-1]["status"] == "failed"
     assert [e["type"] for e in evs].count("done") == 1
     assert rundir.summarize(run).status == "failed"
