@@ -52,6 +52,15 @@ checkpoint; config_changed (changes: [{field, old, new}]) lists what an edited c
 changes from the resume step on. error kind disk carries path, free_bytes and
 last_checkpoint; kind oom carries device (cuda | cpu) and batch_shape; kind template is a
 chat template that does not render. checkpoint carries finite (all weights finite).
+
+Several processes (torchrun; rank 0 writes every event): hello carries world_size, strategy
+(single | ddp | fsdp2) and ranks ([{rank, host, device: cpu | cuda:i}]); memory carries
+ranks ([{rank, host, devices: [that rank's GPU, as in devices], process_rss}], one entry on
+one process); metric carries ranks_tokens_per_s (per rank) beside the global tokens_per_s.
+An error of a run on several processes carries rank; when a rank other than 0 fails (or
+dies), the torchrun agent writes the error (rank, host, step, exitcode, log_tail: that
+rank's last lines) and the done. A warning of kind world_size_changed (old, new) says a
+resume runs on a different number of processes (the data position is kept).
 """
 from __future__ import annotations
 
