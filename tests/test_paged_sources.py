@@ -262,3 +262,24 @@ def test_jsonl_blank_and_whitespace_lines_are_skipped_as_load_skips_them(tmp_pat
     src, _ = _open(p)
     shown = src.rows(0, 100)
     assert [r.data for r in shown] == res.rows and [r.line for r in shown] == res.lines
+
+
+def test_text_corpus_dir_streams_like_load(tmp_path):
+    for k in range(3):
+        (tmp_path / f"doc{k}.md").write_text(f"# Doc {k}\n\npara one\n\n\npara two of {k}\n")
+    (tmp_path / "bad.txt").write_bytes(b"caf\xe9\n")
+    for documents in ("file", "blank_line"):
+        res = load_rows(tmp_path, text_documents=documents)
+        got = [b for b in iter_batches(tmp_path, batch_rows=2, text_documents=documents)]
+        assert [r for b in got for r in b.rows if r is not None] == res.rows
+        assert [e[2] for b in got for e in b.errors] == [pr.message for pr in res.problems]
+
+
+def test_preview_reads_only_the_first_records(sources):
+    from tui.services.dataset_preview import load_preview
+
+    for kind in ("parquet", "csv", "hfdict", "jsonl"):
+        pv = load_preview(str(sources[kind]), limit=5)
+        assert pv.error is None and len(pv.rows) == 5, kind
+        assert pv.rows[0][pv.columns.index("text")].startswith("row 0")
+    assert "not found" in load_preview(str(sources["csv"]) + ".missing").error
