@@ -20,7 +20,7 @@ from tui.services.dataset_index import (BadSource, ColumnarSource, CsvIndex, Csv
                                         ListSource, Row, is_parquet, sniff)
 
 CHECK_BATCH = 20_000       # rows per batch of the streamed checks (findings shown as each finishes)
-STATS_SAMPLE = 20_000      # rows tokenised for the length histogram at most
+STATS_SAMPLE = 20_000      # rows tokenised when a sample is asked for (every row otherwise)
 FORMAT_SAMPLE = 400
 
 
@@ -582,27 +582,38 @@ class Stats:
     roles: dict[str, int]
     label_field: str | None = None
     labels: dict[str, int] = field(default_factory=dict)
-    sampled: int = 0                       # rows tokenised (0: no tokenizer)
-    lengths: list[int] = field(default_factory=list)
+    sampled: int = 0                       # rows tokenised so far (0: no tokenizer)
+    lengths: object = field(default_factory=list)   # token length per tokenised row (numpy array)
     max_seq_len: int = 0
     overlong: int = 0
     cut_assistant: int = 0
-    unusable: int = 0                      # rows that fail to normalise or tokenise
+    unusable: int = 0                      # rows that fail to read, normalise or tokenise
     packing_efficiency: float | None = None
+    tokens: object | None = None           # engine.data.token_stats.TokenStats, once tokenising starts
+    token_total: int | None = None         # rows to tokenise
+    sample: bool = False                   # a sample was asked for, not every row
+    complete: bool = True                  # False while rows are still being tokenised
 
 
 def compute_stats(wb: Workbench, tokenizer, max_seq_len: int, label_field: str | None = None,
-                  sample: int = STATS_SAMPLE, progress: Callable[[str], None] = lambda s: None) -> Stats:
+                  sample: int | None = None, progress: Callable[[str], None] = lambda s: None,
+                  cancelled: Callable[[], bool] = lambda: False, partial: Callable[[Stats], None] | None = None,
+                  train_on: str = "assistant", turn_policy: str = "auto") -> Stats:
+    """Fields, turns and labels over every live row, then token statistics over every row
+    (or an even sample of `sample` rows) through engine.data.token_stats: cached per file
+    version and tokenizer while the file is unedited. `partial(stats)` shows the figures
+    as they fill in; raises engine.data.token_stats.StatsCancelled once `cancelled()`."""
     from collections import Counter
 
     from engine.data.checks_chat import to_messages
+    from engine.data.token_stats import StatsCancelled
 
     n = len(wb)
     fields, turns, roles, labels = Counter(), Counter(), Counter(), Counter()
     readable = 0
-    step = max(1, n // sample) if n > sample else 1
-    picked: list[dict] = []
     for start in range(0, n, 4096):
+        if cancelled():
+            raise StatsCancelled()
         for r in wb.rows(start, 4096):
             if r.data is None or wb.deleted(r.index):
                 continue
@@ -615,41 +626,68 @@ def compute_stats(wb: Workbench, tokenizer, max_seq_len: int, label_field: str |
             if label_field:
                 v = r.data.get(label_field)
                 labels[json.dumps(v, ensure_ascii=False) if not isinstance(v, str) else v] += 1
-            if r.index % step == 0 and len(picked) < sample:
-                picked.append(r.data)
     st = Stats(wb.fmt, wb.reason, n, readable, dict(fields.most_common()), dict(sorted(turns.items())),
                dict(roles.most_common()), label_field, dict(labels.most_common(20)), max_seq_len=max_seq_len)
     if tokenizer is None:
         return st
-    progress(f"tokenising {len(picked):,} rows")
-    _token_stats(st, tokenizer, picked, max_seq_len)
+    st.sample, st.token_total, st.complete = bool(sample), min(n, sample) if sample else n, False
+    progress(f"tokenising {st.token_total:,} rows")
+    _token_stats(st, wb, tokenizer, max_seq_len, sample, cancelled, partial, train_on, turn_policy)
     return st
 
 
-def _token_stats(st: Stats, tokenizer, rows: list[dict], max_seq_len: int) -> None:
-    from engine.data.errors import RowError
-    from engine.data.normalize import normalize_row
-    from engine.data.pack import plan_batches
-    from engine.data.template import IGNORE, plan_example, tokenize_planned
+def _token_stats(st: Stats, wb: Workbench, tokenizer, max_seq_len: int, sample: int | None, cancelled,
+                 partial, train_on: str, turn_policy: str) -> None:
+    import time
 
-    plans = []
-    for row in rows:
-        try:
-            plans.append(plan_example(tokenizer, normalize_row(row, st.fmt)))
-        except RowError:
-            st.unusable += 1
-    for ids, labels in (tokenize_planned(tokenizer, plans) if plans else []):
-        n = len(ids)
-        st.lengths.append(n)
-        if n > max_seq_len:
-            st.overlong += 1
-            if any(lab != IGNORE for lab in labels[max_seq_len:]):
-                st.cut_assistant += 1
-    st.sampled = len(st.lengths)
-    if st.lengths:
-        clipped = [min(x, max_seq_len) for x in st.lengths]
-        bins = plan_batches(clipped, 1, max_seq_len, True, 0, 0)
-        st.packing_efficiency = sum(clipped) / (len(bins) * max_seq_len)
+    from engine.data import token_stats as T
+
+    settings = T.Settings(st.fmt, max_seq_len, train_on, turn_policy)
+    shown = [time.monotonic()]
+
+    def fill(ts) -> None:
+        _fill(st, ts)
+        if partial is not None and not ts.complete and time.monotonic() - shown[0] >= 1.0:
+            shown[0] = time.monotonic()
+            partial(st)
+
+    if wb.session is None or not wb.session.ops:  # the file as it is on disk: cached per version
+        ts = T.file_stats(wb.path, tokenizer, settings, sample=sample, total=len(wb) if sample else None,
+                          progress=fill, cancelled=cancelled)
+    else:  # edited in this session: the live rows, not cached
+        src = _live_batches(wb, cancelled)
+        if sample:
+            src = T.sampled(src, len(wb), sample)
+        ts = T.compute(src, tokenizer, settings, total=st.token_total, sample=sample, progress=fill,
+                       cancelled=cancelled)
+    st.complete = True
+    _fill(st, ts)
+
+
+def _fill(st: Stats, ts) -> None:
+    st.tokens = ts
+    st.sampled = ts.usable
+    st.lengths = ts.lengths
+    st.overlong, st.cut_assistant, st.unusable = ts.overlong, ts.cut_assistant, ts.unusable_rows
+    st.packing_efficiency = ts.packing_efficiency if ts.complete else None
+    if ts.total is not None:
+        st.token_total = ts.total
+
+
+def _live_batches(wb: Workbench, cancelled):
+    """(rows, source indices) of the rows not deleted, None for an unreadable one."""
+    for start in range(0, len(wb), 4096):
+        if cancelled():
+            return
+        rows, idx = [], []
+        for r in wb.rows(start, 4096):
+            if wb.deleted(r.index):
+                continue
+            if r.data is None and r.preview is not None:
+                r = wb.row(r.index, full=True)
+            rows.append(r.data)
+            idx.append(r.index)
+        yield rows, idx
 
 
 # ---------------------------------------------------------------- split
