@@ -283,3 +283,20 @@ def test_preview_reads_only_the_first_records(sources):
         assert pv.error is None and len(pv.rows) == 5, kind
         assert pv.rows[0][pv.columns.index("text")].startswith("row 0")
     assert "not found" in load_preview(str(sources["csv"]) + ".missing").error
+
+
+def test_csv_error_mid_file_leaves_the_rows_before_it_and_one_bad_row(tmp_path, monkeypatch):
+    import csv
+
+    real = csv.field_size_limit
+    monkeypatch.setattr(csv, "field_size_limit", lambda n=None: real(50) if n is not None else real())
+    p = tmp_path / "long.csv"
+    p.write_text("a,b\n" + "".join(f"{i},x\n" for i in range(100)) + "5," + "y" * 100 + "\n7,8\n")
+    with pytest.raises(DataError, match="field larger than field limit"):
+        load_rows(p)
+    src, _ = open_source(p)
+    src.index.build()
+    assert src.index.done and len(src) == 101
+    assert [r.data for r in src.rows(0, 100)] == [{"a": str(i), "b": "x"} for i in range(100)]
+    last = src.get(100, full=True)
+    assert last.data is None and last.line == 102 and "rest of the file was not read" in last.error

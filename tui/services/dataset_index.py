@@ -213,6 +213,7 @@ class CsvIndex(LineIndex):
         recs = csv_records(self.path, self.delimiter, "surrogateescape")
         self.header: list[str] = next(recs)[0]
         recs.close()
+        self.error_at: int | None = None   # the row standing for the unreadable rest, if any
 
     def build(self, progress: Callable[[int, int, int], None] | None = None,
               cancelled: Callable[[], bool] = lambda: False) -> None:
@@ -234,7 +235,7 @@ class CsvIndex(LineIndex):
 
         # undecodable bytes are kept, so only their own record is marked unreadable
         recs = csv_records(self.path, self.delimiter, "surrogateescape")
-        next(recs)
+        nxt = next(recs)[2]
         done = 0
         try:
             for values, lineno, nxt, feed in recs:
@@ -254,9 +255,16 @@ class CsvIndex(LineIndex):
                         self._reserve_for(end)
                     if cancelled():
                         return
-        except DataError as e:  # broken quoting: the records before it stay browsable
-            self.error = str(e)
+        except DataError as e:  # the records before it stay browsable; the rest is one bad row
+            self.error = str(e).split(": ", 1)[-1] + "; the rest of the file was not read"
             done = feed.done if feed is not None else 0
+            if feed is not None:
+                start = int(feed.offsets([nxt])[0]) if not linenos else None
+                flush(done)
+                start = int(self._starts.view()[-1] + self._lens.view()[-1]) if start is None else start
+                self.error_at = len(self)
+                self._append(np.array([start], np.int64), np.array([max(0, self.size - start)], np.int64),
+                             np.array([nxt], np.int64))
         self.done = True
         flush(self.size if self.error is None else done)
 
@@ -387,6 +395,19 @@ class CsvSource(LineSource):
 
     def __init__(self, index: CsvIndex):
         super().__init__(index)
+
+    def get(self, i: int, full: bool = False) -> Row:
+        if i == self.index.error_at:
+            return self._page(i // PAGE)[i % PAGE]
+        return super().get(i, full)
+
+    def _read_page(self, a: int, b: int) -> list[Row]:
+        rows = super()._read_page(a, b)
+        k = self.index.error_at
+        if k is not None and a <= k < a + len(rows):
+            r = rows[k - a]
+            rows[k - a] = Row(r.index, r.line, None, self.index.error, size=r.size)
+        return rows
 
     def _parse(self, raw: bytes, lineno: int) -> tuple[dict | None, str | None]:
         from engine.data.paged import csv_row

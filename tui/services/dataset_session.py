@@ -52,6 +52,8 @@ def open_source(path: str | Path):
             pages = ParquetPages(q) if kind == "parquet" else ArrowPages(q)
             return ColumnarSource(pages, kind), list(pages.notes)
         res = load_rows(p)
+    except BadSource:
+        raise
     except DataError as e:
         raise BadSource(str(e)) from None
     except Exception as e:  # a reader library failed on a corrupt file
