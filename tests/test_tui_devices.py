@@ -299,3 +299,25 @@ async def test_eight_local_gpus_of_a_one_process_run_fit_the_pane_at_80x24(tmp_p
         for i in range(8):
             assert f"GPU{i} " in text and f" {(i + 1) * 10}%" in text, text
         assert lines[-1] == "memory used; util 90-97%"
+
+
+@pytest.mark.gpu
+def test_nvml_probe_lists_every_gpu_the_driver_has():
+    """On a CUDA box: the sampler's probe sees every GPU (at least those torch sees), each
+    with its memory, and the Config screen's count for train.devices: all agrees with torch."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    from tui.services import config_estimate as E
+    from tui.services.gpu_probe import GpuProbe
+
+    probe = GpuProbe()
+    try:
+        snap = probe.sample()
+    finally:
+        probe.close()
+    assert snap.no_gpu_reason is None
+    assert len(snap.gpus) >= torch.cuda.device_count()
+    assert [g.index for g in snap.gpus] == list(range(len(snap.gpus)))
+    assert all(g.mem_total and g.mem_total > (1 << 30) and g.name for g in snap.gpus)
+    assert E.detect_gpu_count() == torch.cuda.device_count()
