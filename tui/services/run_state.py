@@ -231,7 +231,8 @@ class RunState:
             msg = str(e.get("message", ""))
             sev = "error" if kind == "nan" else "warning"
             title = {"nan": "Loss is NaN", "spike": "Loss spike", "overfit": "Overfitting",
-                     "regression": "Regression on an eval set"}.get(kind, f"Warning ({kind})")
+                     "regression": "Regression on an eval set",
+                     "world_size_changed": "Resumed on another number of processes"}.get(kind, f"Warning ({kind})")
             if kind == "nan":
                 self._spikes.nan_reported = True
             if kind == "overfit":
