@@ -321,3 +321,21 @@ def test_nvml_probe_lists_every_gpu_the_driver_has():
     assert [g.index for g in snap.gpus] == list(range(len(snap.gpus)))
     assert all(g.mem_total and g.mem_total > (1 << 30) and g.name for g in snap.gpus)
     assert E.detect_gpu_count() == torch.cuda.device_count()
+
+
+def test_a_resume_on_another_number_of_processes_is_titled_and_relabels_the_run(tmp_path):
+    from engine.events import read_all
+    from tui.services.run_state import RunState
+
+    run = write_run(tmp_path, "grow", ["node-a"], 2, steps=5)
+    w = EventWriter(run / "events.jsonl")
+    w.emit("hello", ts=T0 + 100, pid=2, devices=[], resumed_from_step=5, world_size=4, strategy="ddp",
+           ranks=[{"rank": r, "host": "node-a", "device": f"cuda:{r}"} for r in range(4)])
+    w.emit("warning", ts=T0 + 101, kind="world_size_changed", step=5, old=2, new=4,
+           message="checkpoint-5 was trained on 2 process(es), this run has 4: the data position is kept")
+    w.close()
+    st = RunState(run)
+    st.apply_many(read_all(run / "events.jsonl"))
+    assert st.processes_label == "4 processes · DDP" and st.rank_memory == []  # the old ranks' gauges go
+    _, alerts = st.drain()
+    assert [a.title for a in alerts if a.kind == "world_size_changed"] == ["Resumed on another number of processes"]
