@@ -216,6 +216,10 @@ def main() -> None:
     rank, world = dist.get_rank(), dist.get_world_size()
     model = fsdp.load_pretrained_sharded(str(a.init_dir), DEVICE, dtype=torch.float32, prepare=prepare,
                                          attn_implementation="sdpa")
+    from engine.train import attention
+
+    # the start-up attention check runs on the sharded model (embeddings and decoder called apart)
+    probe_error = attention.probe(model, "sdpa", "cpu" if DEVICE == "cpu" else "cuda")
     opt = make_optimizer(model)
     first = 1
     errors = None
@@ -249,7 +253,7 @@ def main() -> None:
         (a.out_dir / "result.json").write_text(json.dumps(
             {"steps": out, "finite": finite, "world": world, "local_params": shares, "params": total,
              "dtensor": type(next(model.parameters())).__name__, "lora": lora, "generated": generated,
-             "errors": errors}))
+             "errors": errors, "probe_error": probe_error}))
     dist.destroy_process_group()
 
 

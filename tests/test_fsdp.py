@@ -75,6 +75,8 @@ def _weights(d: Path) -> dict:
 def test_sharded_steps_match_one_process(runs):
     a = runs["a"]
     assert a["world"] == 2 and a["dtensor"] == "DTensor" and a["finite"]
+    # engine.train.attention.probe ran on the sharded model before training (and agreed)
+    assert 0 <= a["probe_error"] < 1e-4
     # each rank holds about half of the parameters, not a copy of them all
     assert sum(a["local_params"]) >= a["params"] and max(a["local_params"]) < 0.51 * a["params"]
     for got, want in zip(a["steps"], runs["ref_steps"], strict=True):

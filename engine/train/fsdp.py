@@ -159,12 +159,14 @@ def default_mesh(device_type: str):
 def shard(model, mesh=None, mp_policy=None, reshard_after_forward: bool = True):
     """Shard `model` in place with FSDP2 and return it.
 
-    One unit per decoder layer, then the decoder (embeddings and final norm), the lm_head
-    (with the decoder when the two share one weight), and the whole model as the root. The
-    engine's loss calls the decoder and the lm_head separately (engine.train.loss), so each
-    must gather its own weights; the root is initialised here so that every unit belongs to
-    one tree whichever of them runs first (for a model on the meta device, once it is
-    materialised: load_pretrained_sharded does both).
+    One unit per decoder layer, the input embeddings, the lm_head (one unit with the
+    embeddings when the two share a weight), the decoder (its final norm), and the whole
+    model as the root. The engine's loss calls the decoder and the lm_head apart
+    (engine.train.loss), and the attention check calls the embeddings and the decoder apart
+    (engine.train.attention.probe), so each gathers its own weights; the root is
+    initialised here so that every unit belongs to one tree whichever of them runs first
+    (for a model on the meta device, once it is materialised: load_pretrained_sharded
+    does both).
     """
     import torch
     from torch.distributed.fsdp import fully_shard
@@ -181,13 +183,14 @@ def shard(model, mesh=None, mp_policy=None, reshard_after_forward: bool = True):
     for layer in _decoder_layers(model):
         fully_shard(layer, reshard_after_forward=reshard_after_forward, **kw)
     base = _hf_model(model)
-    decoder, head = base.get_decoder(), base.get_output_embeddings()
-    if head is not None and any(p is q for p in head.parameters() for q in decoder.parameters()):
-        fully_shard([decoder, head], reshard_after_forward=reshard_after_forward, **kw)  # tied embeddings
+    emb, head = base.get_input_embeddings(), base.get_output_embeddings()
+    if head is not None and any(p is q for p in head.parameters() for q in emb.parameters()):
+        fully_shard([emb, head], reshard_after_forward=reshard_after_forward, **kw)  # tied embeddings
     else:
-        fully_shard(decoder, reshard_after_forward=reshard_after_forward, **kw)
+        fully_shard(emb, reshard_after_forward=reshard_after_forward, **kw)
         if head is not None:
             fully_shard(head, reshard_after_forward=reshard_after_forward, **kw)
+    fully_shard(base.get_decoder(), reshard_after_forward=reshard_after_forward, **kw)  # the final norm
     fully_shard(model, **kw)
     sum_gradients(model)
     if not any(p.is_meta for p in model.parameters()):
