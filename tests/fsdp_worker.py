@@ -5,7 +5,8 @@
 
 Full fine-tuning without --resume: steps 1..STEPS from INIT_DIR's weights, a checkpoint
 after step SAVE_AT (OUT_DIR/ckpt), the final model exported to OUT_DIR/export. With
---resume: the checkpoint restored, then the steps after it. --lora INIT (a model with tied
+--resume: the checkpoint restored, then the steps after it. --tied INIT adds TIED_STEPS
+full fine-tuning steps of a model with tied embeddings. --lora INIT (a model with tied
 embeddings) adds LoRA_STEPS LoRA steps, a checkpoint restored into a second sharded
 model, and the adapter exported to OUT_DIR/lora_export. Rank 0 writes OUT_DIR/result.json
 (loss and gradient norm per step). `reference()` and `lora_reference()` run the same steps
@@ -70,6 +71,7 @@ def prepare_lora(model):
 
 
 LORA_STEPS = 3
+TIED_STEPS = 2
 
 
 def make_optimizer(model):
@@ -203,6 +205,7 @@ def main() -> None:
     ap.add_argument("out_dir", type=Path)
     ap.add_argument("--resume", type=Path)
     ap.add_argument("--lora", type=Path)
+    ap.add_argument("--tied", type=Path, help="a tied-embedding model: TIED_STEPS full fine-tuning steps")
     ap.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     a = ap.parse_args()
     global DEVICE
@@ -249,11 +252,19 @@ def main() -> None:
     shares = [None] * world
     dist.all_gather_object(shares, local)
     lora = lora_phase(a.lora, a.out_dir, rank, world) if a.lora else None
+    tied = None
+    if a.tied:  # one weight for the embeddings and the lm_head: one FSDP2 unit, both gradients in it
+        tm = fsdp.load_pretrained_sharded(str(a.tied), DEVICE, dtype=torch.float32, prepare=prepare,
+                                          attn_implementation="sdpa")
+        topt = make_optimizer(tm)
+        tied = [step(tm, topt, mine(micro_batches(s, vocab), rank), world, fsdp.clip_grad_norm)
+                for s in range(1, TIED_STEPS + 1)]
     if rank == 0:
         (a.out_dir / "result.json").write_text(json.dumps(
             {"steps": out, "finite": finite, "world": world, "local_params": shares, "params": total,
              "dtensor": type(next(model.parameters())).__name__, "lora": lora, "generated": generated,
-             "errors": errors, "probe_error": probe_error}))
+             "errors": errors, "probe_error": probe_error,
+             "tied": tied}))
     dist.destroy_process_group()
 
 

@@ -57,7 +57,7 @@ def runs(tmp_path_factory):
     whole.mkdir()
     resumed.mkdir()
     _torchrun(str(init), str(whole), "--lora", str(tied))
-    _torchrun(str(init), str(resumed), "--resume", str(whole / "ckpt"))
+    _torchrun(str(init), str(resumed), "--resume", str(whole / "ckpt"), "--tied", str(tied))
     ref_steps, ref_model = fsdp_worker.reference(init)
     lora_steps, lora_model = fsdp_worker.lora_reference(tied)
     return {"lora_ref_steps": lora_steps, "lora_ref_model": lora_model, "init": init, "whole": whole, "resumed": resumed, "ref_steps": ref_steps, "ref_model": ref_model,
@@ -127,6 +127,14 @@ def test_rank0_export_loads_with_from_pretrained(runs):
         assert torch.allclose(loaded(input_ids=ids).logits, ref(input_ids=ids).logits, atol=1e-4)
     # generation on the sharded model (every forward through the FSDP2 root) gave the same tokens
     assert runs["a"]["generated"] == fsdp_worker.generate(ref) and len(runs["a"]["generated"]) == 6
+
+
+@pytest.mark.slow
+def test_full_fine_tuning_of_tied_embeddings_matches_one_process(runs):
+    ref, _ = fsdp_worker.reference(runs["init"].parent / "init_tied", fsdp_worker.TIED_STEPS)
+    for (loss, norm), want in zip(runs["b"]["tied"], ref, strict=True):
+        assert loss == pytest.approx(want["loss"], rel=1e-5)
+        assert norm == pytest.approx(want["grad_norm"], rel=1e-5)
 
 
 @pytest.mark.slow
