@@ -169,7 +169,7 @@ def _print(path, model, settings, reason, st) -> None:
 
     from engine.data.token_stats import buckets
 
-    con = Console(highlight=False)
+    con = Console(highlight=False, soft_wrap=True)
     m = settings.max_seq_len
     con.print(f"[bold]{escape(str(path))}[/]: {st.scope()}, format [cyan]{settings.fmt}[/] ({escape(reason)})")
     con.print(f"[dim]tokenizer {escape(str(model))}, max_seq_len {m}, train_on {settings.train_on}, "
