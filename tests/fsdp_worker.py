@@ -1,7 +1,7 @@
 """A few optimizer steps of a tiny Llama under FSDP2, launched by torchrun (gloo on CPU).
 
-    torchrun --nproc-per-node 2 tests/fsdp_worker.py INIT_DIR OUT_DIR [--resume CKPT_DIR] [--lora INIT]
-                                                     [--device cuda]
+    torchrun --nproc-per-node 2 tests/fsdp_worker.py INIT_DIR OUT_DIR [--resume CKPT_DIR]
+                                     [--lora INIT] [--tied INIT] [--device cuda]
 
 Full fine-tuning without --resume: steps 1..STEPS from INIT_DIR's weights, a checkpoint
 after step SAVE_AT (OUT_DIR/ckpt), the final model exported to OUT_DIR/export. With
@@ -198,7 +198,7 @@ def main() -> None:
     import torch
     import torch.distributed as dist
 
-    from engine.train import fsdp
+    from engine.train import attention, fsdp
 
     ap = argparse.ArgumentParser()
     ap.add_argument("init_dir", type=Path)
@@ -219,8 +219,6 @@ def main() -> None:
     rank, world = dist.get_rank(), dist.get_world_size()
     model = fsdp.load_pretrained_sharded(str(a.init_dir), DEVICE, dtype=torch.float32, prepare=prepare,
                                          attn_implementation="sdpa")
-    from engine.train import attention
-
     # the start-up attention check runs on the sharded model (embeddings and decoder called apart)
     probe_error = attention.probe(model, "sdpa", "cpu" if DEVICE == "cpu" else "cuda")
     opt = make_optimizer(model)
@@ -263,8 +261,7 @@ def main() -> None:
         (a.out_dir / "result.json").write_text(json.dumps(
             {"steps": out, "finite": finite, "world": world, "local_params": shares, "params": total,
              "dtensor": type(next(model.parameters())).__name__, "lora": lora, "generated": generated,
-             "errors": errors, "probe_error": probe_error,
-             "tied": tied}))
+             "errors": errors, "probe_error": probe_error, "tied": tied}))
     dist.destroy_process_group()
 
 
