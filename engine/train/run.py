@@ -345,7 +345,8 @@ def _run(run_dir: Path, resume: bool, world) -> int:
         if resume and not ckpts:
             raise C.ConfigError(f"{run_dir} has no intact checkpoint to resume from")
         resumed_from = int(ckpts[-1].name.split("-")[-1]) if ckpts else None
-        emit("hello", pid=os.getpid(), versions=_versions(), config_hash=cfg.hash(),
+        agent = os.environ.get(distributed.AGENT_PID_ENV, "") if world.is_distributed else ""
+        emit("hello", pid=int(agent) if agent.isdigit() else os.getpid(), versions=_versions(), config_hash=cfg.hash(),
              dataset_hash=data_hash, devices=_devices(), run_dir=str(run_dir), method=cfg.method,
              model=cfg.model.name_or_path, resumed_from_step=resumed_from, world_size=world.world_size,
              strategy=strategy, ranks=ranks)
