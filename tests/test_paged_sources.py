@@ -300,3 +300,38 @@ def test_csv_error_mid_file_leaves_the_rows_before_it_and_one_bad_row(tmp_path, 
     assert [r.data for r in src.rows(0, 100)] == [{"a": str(i), "b": "x"} for i in range(100)]
     last = src.get(100, full=True)
     assert last.data is None and last.line == 102 and "rest of the file was not read" in last.error
+
+
+def test_jsonl_line_endings_split_as_load_splits_them(tmp_path):
+    """LF, CRLF and lone CR (old Mac) endings, mixed, blank lines and a bad line among them."""
+    p = tmp_path / "endings.jsonl"
+    p.write_bytes(b'{"a": 1}\r{"a": 2}\r\n\r{bad\n{"a": 3}\r\r\n{"a": 4}\r')
+    res = load_rows(p)
+    src, _ = _open(p)
+    shown = src.rows(0, 100)
+    assert [r.data for r in shown if r.error is None] == res.rows
+    assert [r.line for r in shown if r.error is None] == res.lines
+    assert [r.line for r in shown if r.error] == [pr.line for pr in res.problems]
+
+
+def test_tiny_read_chunks_cut_records_anywhere(tmp_path, monkeypatch):
+    """Chunk edges fall inside lines, CRLF pairs, quoted CSV fields and UTF-8 characters."""
+    import engine.data.paged as paged
+    import tui.services.dataset_index as dataset_index
+
+    for mod, names in ((dataset_index, ("FIRST_CHUNK", "CHUNK")), (paged, ("CHUNK", "CSV_CHUNK"))):
+        for name in names:
+            monkeypatch.setattr(mod, name, 5)
+    j = tmp_path / "t.jsonl"
+    j.write_bytes('{"a": "é1"}\r\n\r\n{"a": 2}\r{x\n  \n{"a": "ü3"}\r\n'.encode())
+    c = tmp_path / "t.csv"
+    c.write_bytes('h1,h2\r\n"a\r\nb",é\r\n\r\n,\nc,"d,""e"""\n'.encode())
+    for p in (j, c):
+        res = load_rows(p)
+        got = [b for b in iter_batches(p, batch_rows=2)]
+        assert [r for b in got for r in b.rows if r is not None] == res.rows
+        assert [e for b in got for e in b.errors] == [(pr.row, pr.line, pr.message) for pr in res.problems]
+        src, _ = _open(p)
+        shown = src.rows(0, 100)
+        assert [r.data for r in shown if r.error is None] == res.rows
+        assert [r.line for r in shown if r.error is None] == res.lines

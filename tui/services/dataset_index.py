@@ -142,9 +142,11 @@ class LineIndex:
                 buf = fh.read(FIRST_CHUNK if first else CHUNK)
                 if not buf:
                     break
+                if buf.endswith(b"\r"):  # a CR ends a line unless LF follows: take the next byte too
+                    buf += fh.read(1)
                 if first and buf.startswith(BOM):
                     line_start = 3
-                nl = np.flatnonzero(np.frombuffer(buf, dtype=np.uint8) == 10).astype(np.int64) + pos
+                nl = _line_ends(buf) + pos
                 if len(nl):
                     starts = np.concatenate(([line_start], nl[:-1] + 1))
                     self._add(starts, nl - starts, np.arange(lineno, lineno + len(nl), dtype=np.int64), buf, pos)
@@ -195,6 +197,19 @@ class LineIndex:
             self._starts.extend(starts)
             self._lens.extend(lens)
             self._linenos.extend(linenos)
+
+
+def _line_ends(buf: bytes) -> np.ndarray:
+    """Offsets in buf of the bytes ending lines, as bytes.splitlines (and engine.data.load)
+    splits: LF, and a CR not followed by LF (old Mac endings; CRLF lines keep their CR)."""
+    arr = np.frombuffer(buf, dtype=np.uint8)
+    nl = np.flatnonzero(arr == 10).astype(np.int64)
+    crs = buf.count(b"\r")
+    if crs and crs != buf.count(b"\r\n"):
+        cr = np.flatnonzero(arr == 13)
+        nxt = np.append(arr, 0)[cr + 1]
+        nl = np.union1d(nl, cr[nxt != 10]).astype(np.int64)
+    return nl
 
 
 class CsvIndex(LineIndex):
