@@ -81,7 +81,11 @@ def make_optimizer(model):
 
 
 def mine(batches: list, rank: int) -> list:
-    return batches[rank * ACCUM:(rank + 1) * ACCUM]
+    """This rank's share of the step's micro-batches (all of them on one process)."""
+    import torch.distributed as dist
+
+    k = len(batches) // dist.get_world_size()
+    return batches[rank * k:(rank + 1) * k]
 
 
 def step(model, optimizer, batches: list, world: int, clip) -> tuple[float, float]:

@@ -25,10 +25,10 @@ import fsdp_worker  # noqa: E402
 GiB = 1024 ** 3
 
 
-def _torchrun(*args: str) -> None:
+def _torchrun(*args: str, nproc: int = 2) -> None:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-                          str(WORKER), *args], capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node",
+                          str(nproc), str(WORKER), *args], capture_output=True, text=True, timeout=300, env=env, cwd=ROOT)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-6000:]
 
 
@@ -53,16 +53,18 @@ def _tiny_models(tmp: Path) -> tuple[Path, Path]:
 def runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("fsdp")
     init, tied = _tiny_models(tmp)
-    whole, resumed = tmp / "whole", tmp / "resumed"
-    whole.mkdir()
-    resumed.mkdir()
+    whole, resumed, alone = tmp / "whole", tmp / "resumed", tmp / "alone"
+    for d in (whole, resumed, alone):
+        d.mkdir()
     _torchrun(str(init), str(whole), "--lora", str(tied))
     _torchrun(str(init), str(resumed), "--resume", str(whole / "ckpt"), "--tied", str(tied))
+    _torchrun(str(init), str(alone), "--resume", str(whole / "ckpt"), nproc=1)
     ref_steps, ref_model = fsdp_worker.reference(init)
     lora_steps, lora_model = fsdp_worker.lora_reference(tied)
     return {"lora_ref_steps": lora_steps, "lora_ref_model": lora_model, "init": init, "whole": whole, "resumed": resumed, "ref_steps": ref_steps, "ref_model": ref_model,
             "a": json.loads((whole / "result.json").read_text()),
-            "b": json.loads((resumed / "result.json").read_text())}
+            "b": json.loads((resumed / "result.json").read_text()),
+            "alone": json.loads((alone / "result.json").read_text())}
 
 
 def _weights(d: Path) -> dict:
@@ -113,6 +115,16 @@ def test_resume_in_fresh_processes_continues_exactly(runs):
     osd = torch.load(runs["whole"] / "ckpt" / fsdp.OPTIMIZER_FILE, weights_only=False)
     assert "model.embed_tokens.weight" in osd["state"]
     assert osd["state"]["model.embed_tokens.weight"]["exp_avg"].shape == (257, 64)
+
+
+@pytest.mark.slow
+def test_checkpoint_of_two_ranks_resumes_on_one(runs):
+    alone = runs["alone"]
+    assert alone["world"] == 1
+    for got, want in zip(alone["steps"], runs["a"]["steps"][fsdp_worker.SAVE_AT:], strict=True):
+        assert got["step"] == want["step"]
+        assert got["loss"] == pytest.approx(want["loss"], rel=1e-5)
+        assert got["grad_norm"] == pytest.approx(want["grad_norm"], rel=1e-5)
 
 
 @pytest.mark.slow
