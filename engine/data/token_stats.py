@@ -383,7 +383,17 @@ def tokenizer_identity(tokenizer) -> str:
         return cached
     from engine.data.tokenize import tokenizer_fingerprint
 
-    ident = tokenizer_fingerprint(tokenizer)
+    d = Path(str(getattr(tokenizer, "name_or_path", "") or ""))
+    if (d / "tokenizer.json").is_file():  # loaded from files: their bytes (much quicker than serialising a big vocab)
+        h = hashlib.sha256()
+        h.update(json.dumps([str(d.resolve()), len(tokenizer), getattr(tokenizer, "special_tokens_map", {})],
+                            sort_keys=True, default=str).encode())
+        for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json"):
+            if (d / name).is_file():
+                h.update(name.encode() + b"\0" + (d / name).read_bytes())
+        ident = h.hexdigest()
+    else:
+        ident = tokenizer_fingerprint(tokenizer)
     try:
         tokenizer._ftwb_stats_id = ident
     except Exception:
