@@ -228,3 +228,15 @@ async def test_data_screen_fills_in_findings_and_escape_stops_the_scan(big):
         await wait_for(pilot, lambda: "stopped: checked" in header(), timeout=30, what="the scan stopped")
         assert "(partial" in header()
         assert "rows/s" not in header()  # the final list, not a progress redraw
+
+
+def test_cancel_while_finding_duplicates_keeps_the_exact_ones():
+    rng = random.Random(9)
+    rows = [_chat(rng, i) for i in range(1500)]
+    rows[1400] = json.loads(json.dumps(rows[3]))
+    phase: list[str] = []
+    res = check_stream(list_batches(rows, batch_rows=500), "chat", val_rows=rows[:5],
+                       progress=lambda p: phase.append(p.phase), cancelled=lambda: "duplicates" in phase)
+    assert res.rows == 1500 and res.partial
+    assert set(res.skipped) == {"near_duplicate", "train_val_leak"}
+    assert (1400, "same text as row 3") in [(f.row, f.message) for f in res.findings if f.check == "exact_duplicate"]

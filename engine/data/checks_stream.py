@@ -178,12 +178,16 @@ class CheckRun:
         out: list[Finding] = []
         skipped: list[str] = []
         lines = self.lines
+
+        def stop() -> None:  # DupIndex calls it between bands; raising stops the search
+            if cancelled():
+                raise _Stopped
         if self.dups is not None and (self.want("exact_duplicate") or self.near):
             from engine.data.dedup import DupResult
 
             near = self.near and not partial
             try:
-                res = self.dups.duplicates(near=near, cancelled=cancelled)
+                res = self.dups.duplicates(near=near, cancelled=stop)
             except _Stopped:
                 res = DupResult(exact_groups=self.dups.exact_groups())
                 near = False
@@ -211,7 +215,12 @@ class CheckRun:
                 from engine.data.checks_chat import row_text
 
                 val_texts = [row_text(r, self.fmt) for r in self.val_rows]
-                for a, b, sim in self.dups.leaks(val_texts):
+                try:
+                    leaks = self.dups.leaks(val_texts, cancelled=stop)
+                except _Stopped:
+                    leaks = []
+                    skipped.append("train_val_leak")
+                for a, b, sim in leaks:
                     kind = "the same as" if sim >= 1.0 else f"nearly the same as ({sim:.2f})"
                     out.append(make("train_val_leak", a, lines[a], f"{kind} validation row {b}"))
         if self.pairs is not None:
@@ -285,11 +294,7 @@ def check_stream(batches: Iterable[Any], fmt: str, *, tokenizer: Any = None, max
             break
     tell("duplicates")
 
-    def stop() -> bool:
-        if cancelled():
-            raise _Stopped
-        return False
-    final, skipped = run.finish(partial=partial, cancelled=stop)
+    final, skipped = run.finish(partial=partial, cancelled=cancelled)
     partial = partial or bool(skipped)
     out.extend(final)
     if on_findings is not None and final:
