@@ -76,6 +76,7 @@ def check(path: Path, *extra: str) -> tuple[float, dict]:
             raise SystemExit(f"data check failed ({code}): {err.read()[-2000:].decode(errors='replace')}")
         doc = json.loads(out.read())
     doc["_rss_mb"] = usage.ru_maxrss / 1024
+    doc["_cpu_s"] = usage.ru_utime + usage.ru_stime  # its worker process's CPU included (reaped by it)
     return secs, doc
 
 
@@ -92,6 +93,7 @@ def main() -> None:
             hit = {k: sum((k, i) in got for i in v) / max(1, len(v)) for k, v in planted.items()
                    if v and not (extra and k == "near_duplicate")}
             print(f"data check {' '.join(extra) or '(all checks)'}: rows={doc['rows_scanned']:,} seconds={secs:.1f} "
+                  f"cpu_seconds={doc['_cpu_s']:.1f} "
                   f"rows_per_s={doc['rows_scanned'] / secs:,.0f} peak_rss_mb={doc['_rss_mb']:.0f} "
                   f"counts={doc['counts']} planted_found={ {k: round(v, 3) for k, v in hit.items()} }", flush=True)
 
