@@ -240,3 +240,15 @@ def test_cancel_while_finding_duplicates_keeps_the_exact_ones():
     assert res.rows == 1500 and res.partial
     assert set(res.skipped) == {"near_duplicate", "train_val_leak"}
     assert (1400, "same text as row 3") in [(f.row, f.message) for f in res.findings if f.check == "exact_duplicate"]
+
+
+def test_unreadable_records_are_findings_wherever_they_are(tmp_path):
+    p = tmp_path / "bad.jsonl"
+    good = '{"text": "%s"}\n'
+    p.write_text("".join(good % _text(i) if i not in (3, 45_000) else "{not json\n" for i in range(50_000)))
+    res = check_stream(iter_batches(p), "completion", near_dup=False)
+    assert [(f.row, f.line) for f in res.findings if f.check == "invalid_json"] == [(3, 4), (45_000, 45_001)]
+    assert res.records == 50_000 and res.rows == 49_998
+    head = check_stream(iter_batches(p), "completion", near_dup=False, sample=10)
+    assert head.sampled and head.rows == 10 and head.records == 11
+    assert [f.row for f in head.findings if f.check == "invalid_json"] == [3]

@@ -272,18 +272,22 @@ def check_stream(batches: Iterable[Any], fmt: str, *, tokenizer: Any = None, max
         except StopIteration:
             break
         rows, lines = [], []
+        room = None if sample is None else sample - run.n
+        read = 0  # records of this batch taken (all of them, unless the sample ends inside it)
         for r, ln in zip(batch.rows, batch.lines or [None] * len(batch.rows)):
+            if room is not None and len(rows) >= room:
+                sampled = True
+                break
+            read += 1
             if r is not None:
                 rows.append(r)
                 lines.append(ln)
-        if sample is not None and run.n + len(rows) >= sample:
-            keep = sample - run.n
-            rows, lines = rows[:keep], lines[:keep]
-            sampled = True
+        sampled = sampled or (room is not None and len(rows) >= room)
+        last = batch.start + read
         found = [make("invalid_json", rec, ln, msg) for rec, ln, msg in (batch.errors or [])
-                 if run.want("invalid_json")]
+                 if run.want("invalid_json") and (not sampled or rec < last)]
         found += run.add(rows, lines)
-        records += len(batch.rows)
+        records += read
         total = getattr(batch, "total", None)
         done_b, total_b = getattr(batch, "done_bytes", 0) or 0, getattr(batch, "total_bytes", 0) or 0
         out.extend(found)
