@@ -9,10 +9,12 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 BENCHES = [
+    ("start-up: import ratio and first frame", ["bench_startup.py"]),
     ("chart redraw and event rate", ["bench_tui_chart.py"]),
     ("dataset browsing: 5M-row JSONL, 1M-row Parquet and CSV", ["bench_data_browse.py"]),
     ("exact and near duplicates, leakage: 1M rows", ["bench_neardup.py", "1000000"]),
     ("every check over a 1M-row chat JSONL", ["bench_checks_scale.py", "1000000"]),
+    ("token statistics over a 1M-row chat JSONL", ["bench_token_stats.py"]),
     ("engine vs HF Trainer + PEFT", ["bench_engine_vs_hf.py", "--size", "tiny", "--steps", "12"]),
     ("memory estimate vs measured", ["bench_memory_accuracy.py"]),
 ]

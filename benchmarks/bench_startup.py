@@ -1,0 +1,118 @@
+"""Start-up of the TUI: `import tui.app` against a bare `import textual.app, textual.widgets`
+(the peer; issue target at most 1.5x), and the time from process start to the first frame
+of `ftwb` on the demo (what a user waits for; target under 0.5 s on a quiet 2-core machine),
+against a bare Textual app with one Static. Every figure is the median of fresh
+subprocesses; the first frame is measured headless: the app exits from a callback that
+runs right after its first screen has been mounted and painted.
+
+    .venv/bin/python benchmarks/bench_startup.py [--runs 7]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+IMPORT = "import time; t = time.perf_counter(); import {mods}; print(time.perf_counter() - t)"
+
+# Runs in the child: `ftwb` (no argument: the demo) up to its first painted frame.
+FTWB_FRAME = """
+import sys, time
+from pathlib import Path
+import tui.app
+from tui.app import FtwbApp
+from tui.services.open_target import resolve
+
+class FirstFrame(FtwbApp):
+    CSS_PATH = str(Path(tui.app.__file__).with_name("app.tcss"))  # the app's own stylesheet
+
+    def on_mount(self):
+        super().on_mount()
+        self.call_after_refresh(self._painted)
+
+    def _painted(self):
+        print(time.time(), flush=True)
+        self.exit()
+
+FirstFrame(resolve(None), sample_devices=False).run(headless=True, size=(120, 40))
+"""
+
+BARE_FRAME = """
+import time
+from textual.app import App
+from textual.widgets import Static
+
+class FirstFrame(App):
+    def compose(self):
+        yield Static("hello")
+
+    def on_mount(self):
+        self.call_after_refresh(self._painted)
+
+    def _painted(self):
+        print(time.time(), flush=True)
+        self.exit()
+
+FirstFrame().run(headless=True, size=(120, 40))
+"""
+
+
+def _env() -> dict:
+    return {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
+
+
+def import_time(mods: str) -> float:
+    out = subprocess.run([sys.executable, "-c", IMPORT.format(mods=mods)], capture_output=True, text=True,
+                         env=_env(), cwd=ROOT, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def first_frame(code: str) -> float:
+    # From a file: Textual resolves an app's CSS_PATH next to the file its class is defined in.
+    with tempfile.NamedTemporaryFile("w", suffix=".py", prefix="ftwb-frame-", delete=False) as fh:
+        fh.write(code)
+    try:
+        t0 = time.time()
+        out = subprocess.run([sys.executable, fh.name], capture_output=True, text=True, env=_env(), cwd=ROOT,
+                             timeout=120)
+    finally:
+        os.unlink(fh.name)
+    if out.returncode != 0 or not out.stdout.strip():
+        raise SystemExit(f"first-frame child failed: {out.stderr[-2000:]}")
+    return float(out.stdout.strip().splitlines()[-1]) - t0
+
+
+def median(fn, *args, runs: int) -> float:
+    fn(*args)  # warm the OS file cache once; not counted
+    return statistics.median(fn(*args) for _ in range(runs))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=7)
+    a = ap.parse_args()
+    cores = os.cpu_count()
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"{cores} cores, load average {load:.1f} (figures are for this machine as it is now)")
+    bare = median(import_time, "textual.app, textual.widgets", runs=a.runs)
+    ours = median(import_time, "tui.app", runs=a.runs)
+    print(f"  import textual.app, textual.widgets  {bare * 1000:6.0f} ms (median of {a.runs})")
+    print(f"  import tui.app                       {ours * 1000:6.0f} ms  x{ours / bare:.2f} of the bare import "
+          f"(target <= 1.5x)")
+    bare_f = median(first_frame, BARE_FRAME, runs=a.runs)
+    ours_f = median(first_frame, FTWB_FRAME, runs=a.runs)
+    print(f"  first frame, bare Textual app        {bare_f * 1000:6.0f} ms from process start (median of {a.runs})")
+    print(f"  first frame, ftwb on the demo        {ours_f * 1000:6.0f} ms  x{ours_f / bare_f:.2f} of the bare app "
+          f"(target < 500 ms on a quiet 2-core machine)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
