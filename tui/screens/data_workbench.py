@@ -404,7 +404,10 @@ class DataWorkbenchScreen(Screen):
         return running
 
     def on_screen_suspend(self) -> None:
-        self._stop_checks()
+        from textual.screen import ModalScreen
+
+        if not isinstance(self.app.screen, ModalScreen):  # a dialog over this screen lets checks go on
+            self._stop_checks()
         self._stop_stats()
 
     def on_unmount(self) -> None:
