@@ -63,11 +63,14 @@ def sources(tmp_path_factory):
     return out
 
 
+def test_a_shard_directory_loads_as_its_files_in_order(sources):
+    parts = [load_rows(f) for f in sorted(sources["shards"].iterdir())]
+    assert load_rows(sources["shards"]).rows == [r for p in parts for r in p.rows]
+    assert load_rows(sources["shards"], limit=250).rows == [r for p in parts for r in p.rows][:250]
+
+
 def _full(path):
-    """What a full read gives; a shard directory is its files read one after the other."""
-    if path.is_dir() and path.name == "shards":
-        parts = [load_rows(f) for f in sorted(path.iterdir())]
-        return [r for p in parts for r in p.rows], [x for p in parts for x in p.lines]
+    """What a full read gives (a shard directory: its files one after the other)."""
     res = load_rows(path)
     assert not res.problems
     return res.rows, res.lines

@@ -74,6 +74,8 @@ def load_rows(path: str | Path, limit: int | None = None, *, split: str | None =
     if p.is_dir():
         if _has_text_files(p) and not _is_saved_dataset(p):
             return _select(_load_text_dir(p, text_documents), parts, p)
+        if not _is_saved_dataset(p) and parquet_shards(p):
+            return _select(_load_parquet_dir(p, limit), parts, p)
         return _load_saved_dir(p, limit, parts)
     try:
         raw = p.read_bytes()
@@ -520,6 +522,24 @@ def _load_parquet(p: Path, raw: bytes, limit: int | None) -> LoadResult:
                 break
     except Exception as e:  # pyarrow raises several types for corrupt files
         raise DataError(f"{p}: not a readable Parquet file ({e}); re-export it or use JSONL") from None
+    return LoadResult(rows, [None] * len(rows), [], str(p), "parquet")
+
+
+def parquet_shards(p: Path) -> list[Path]:
+    """The Parquet files under a directory of shards, in the one order every reader uses."""
+    return sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in (".parquet", ".pq"))
+
+
+def _load_parquet_dir(p: Path, limit: int | None) -> LoadResult:
+    rows: list[dict] = []
+    for f in parquet_shards(p):
+        try:
+            raw = f.read_bytes()
+        except OSError as e:
+            raise DataError(f"{f}: cannot read the file ({e.strerror}); check its permissions") from None
+        rows += _load_parquet(f, raw, None if limit is None else limit - len(rows)).rows
+        if limit is not None and len(rows) >= limit:
+            break
     return LoadResult(rows, [None] * len(rows), [], str(p), "parquet")
 
 

@@ -77,7 +77,7 @@ def source_kind(path: str | Path) -> tuple[str, Path | None]:
     if p.is_dir():
         if L._has_text_files(p) and not L._is_saved_dataset(p):
             return "text_dir", p
-        if not L._is_saved_dataset(p) and _parquet_shards(p):
+        if not L._is_saved_dataset(p) and L.parquet_shards(p):
             return "parquet", p
         return "hf_saved", p
     head = _head(p)
@@ -104,10 +104,6 @@ def _check_head(p: Path, head: bytes) -> None:
         raise DataError(f"{p}: file is UTF-16 encoded; {L._FIX_UTF8}")
     if b"\0" in head.removeprefix(b"\xef\xbb\xbf")[:8192]:
         raise DataError(f"{p}: looks like a binary file, not text; use JSONL, JSON, CSV or Parquet")
-
-
-def _parquet_shards(p: Path) -> list[Path]:
-    return sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in (".parquet", ".pq"))
 
 
 # ---------------------------------------------------------------- batching of record streams
@@ -527,7 +523,7 @@ class ParquetPages(_Pages):
         import pyarrow.parquet as pq
 
         self.path = Path(path)
-        self._paths = _parquet_shards(self.path) if self.path.is_dir() else [self.path]
+        self._paths = L.parquet_shards(self.path) if self.path.is_dir() else [self.path]
         self._files = []            # open ParquetFile per shard
         self._pieces = []           # (file no, row group, piece no within the group)
         self._group_rows = []       # per file: rows of each row group

@@ -58,7 +58,7 @@ def open_source(path: str | Path):
         raise BadSource(str(e)) from None
     except Exception as e:  # a reader library failed on a corrupt file
         raise BadSource(f"{p}: could not be read ({type(e).__name__}: {str(e)[:160]})") from None
-    notes = list(res.notes) + [f"{pr.where()}: {pr.message}" for pr in res.problems]
+    notes = list(res.notes) + [pr.message for pr in res.problems]  # messages name their line
     return ListSource(res.rows, res.lines, res.kind, p), notes
 
 
