@@ -184,3 +184,31 @@ def test_cli_json_through_a_real_subprocess(tmp_path, model_dir):
     bad = subprocess.run(cmd[:6] + ["--model", str(tmp_path / "nope")], capture_output=True, text=True, env=env,
                          timeout=120, cwd=ROOT)
     assert bad.returncode == 2 and "not a local directory" in bad.stderr and "Traceback" not in bad.stderr
+
+
+async def test_data_screen_stats_cover_every_row_fill_in_and_come_from_the_cache(tmp_path, model_dir, monkeypatch):
+    from textual.widgets import Static
+
+    from tui.widgets.data.stats_panel import StatsPanel
+    from tui_data_helpers import Host, wait_for
+
+    import tui.screens.data_workbench as W
+
+    monkeypatch.setattr(T, "BATCH", 50)  # several partial redraws on a small file
+    monkeypatch.setattr(W, "STATS_SAMPLE", 100)
+    rows = _rows(400, seed=5)
+    path = _write(tmp_path / "screen.jsonl", rows)
+    app = Host(path, model_path=str(model_dir), max_seq_len=96)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await wait_for(pilot, lambda: app.screen.loaded, what="loaded")
+        panel = app.screen.query_one(StatsPanel)
+        text = lambda: str(panel.query_one("#stats-text", Static).render())  # noqa: E731
+        await pilot.press("s")
+        await wait_for(pilot, lambda: "token lengths over all 400 rows" in text(), timeout=120, what="stats")
+        lengths, trained, _, unusable = _reference(make_tokenizer("chatml"), rows, "auto", 96)
+        assert f"{int((lengths > 96).sum()):,} rows over max_seq_len 96" in text()
+        assert f"{int(trained.sum()):,} trained tokens" in text() and f"{unusable:,} rows cannot be formatted" in text()
+        await pilot.press("s")  # the same file, tokenizer and settings: from the cache
+        await wait_for(pilot, lambda: "from the cache" in text(), timeout=60, what="cached stats")
+        await pilot.press("S")
+        await wait_for(pilot, lambda: "token lengths over a sample of 100 rows" in text(), timeout=60, what="sample")
