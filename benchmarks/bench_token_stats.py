@@ -1,7 +1,7 @@
 """Token statistics over a whole file (engine.data.token_stats, what `ftwb data stats` and
 the Data screen's Stats pane run): a generated JSONL of short chats (1-2 exchanges, some
-with a system prompt: 2-5 messages; --real-rows of them for the real tokenizer), tokenised with the demo model's tokenizer and, where
-the llama.cpp test assets are on this machine already (tests/realworld.py; never fetched
+with a system prompt: 2-5 messages), tokenised with the demo model's tokenizer and (on
+--real-rows of them), where the llama.cpp test assets are on this machine already (tests/realworld.py; never fetched
 here), a real GGUF tokenizer (qwen2). Each measurement runs in a fresh child process with
 its own cache directory: rows/s, total time and peak RSS (VmHWM) of the cold run, the
 cached re-open time, and the encode-thread pipeline against one thread on a slice.
@@ -70,7 +70,7 @@ def child(path: str, model: str, max_seq_len: int, threads: int, limit: int | No
                 left -= len(rows[:left])
                 if left <= 0:
                     return
-        st = T.compute(head(), tok, s, threads=threads)
+        st = T.compute(head(), tok, s, threads=threads, processes=0)
     else:
         st = T.file_stats(path, tok, s, threads=threads)
     dt = time.perf_counter() - t0
@@ -107,6 +107,8 @@ def tokenizers() -> list[tuple[str, str]]:
 
 
 def main() -> int:
+    from engine.data.token_stats import POOL_AFTER
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--real-rows", type=int, default=100_000, help="rows for the (slower) real GGUF tokenizer")
@@ -123,7 +125,8 @@ def main() -> int:
         path = tmp / "chats.jsonl"
         t0 = time.perf_counter()
         gen(path, a.rows)
-        print(f"generated {a.rows:,} chat rows ({path.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - t0:.1f} s")
+        print(f"generated {a.rows:,} chat rows ({path.stat().st_size / 1e6:.0f} MB) "
+              f"in {time.perf_counter() - t0:.1f} s")
         for name, model in tokenizers():
             m = str(a.max_seq_len)
             if name != "demo" and a.real_rows < a.rows:
@@ -138,7 +141,10 @@ def main() -> int:
             cold = run_child([str(path), model, m, "2", "0"], cache)
             warm = run_child([str(path), model, m, "2", "0"], cache)
             print(f"  {name}: all {cold['rows']:,} rows in {cold['seconds']:.1f} s "
-                  f"({cold['rows'] / cold['seconds']:,.0f} rows/s), peak RSS {cold['rss_mb']:.0f} MB, "
+                  f"({cold['rows'] / cold['seconds']:,.0f} rows/s, "
+                  f"x{one['seconds'] / a.threads_rows * cold['rows'] / cold['seconds']:.2f} "
+                  f"of one thread; worker processes past {POOL_AFTER:,} rows), peak RSS {cold['rss_mb']:.0f} MB "
+                  f"(this process; each worker holds its own tokenizer), "
                   f"{cold['overlong']:,} over max_seq_len {a.max_seq_len}, packing {cold['packing'] * 100:.1f}%")
             print(f"  {name}: cached re-open {warm['seconds'] * 1000:.0f} ms (cache {warm['cache']}), "
                   f"x{cold['seconds'] / max(warm['seconds'], 1e-9):,.0f} faster than the cold run")

@@ -113,8 +113,13 @@ def test_whole_file_stats_equal_the_row_by_row_path(tmp_path, tok, policy, monke
     assert seen == sorted(seen) and seen[-1] == len(rows)
     assert len(seen) == -(-len(rows) // T.BATCH)  # progress after every batch
     if policy == "per_turn":  # the one-thread path agrees
-        one = T.file_stats(path, tok, s, cache=False, threads=1)
+        one = T.file_stats(path, tok, s, cache=False, threads=1, processes=0)
         assert np.array_equal(one.lengths, st.lengths) and np.array_equal(one.trained, st.trained)
+    else:  # and so do worker processes, merged in row order after the rows planned here
+        monkeypatch.setattr(T, "POOL_AFTER", 200)
+        pooled = T.file_stats(path, tok, s, cache=False, processes=2)
+        assert np.array_equal(pooled.row_index, st.row_index) and np.array_equal(pooled.lengths, st.lengths)
+        assert np.array_equal(pooled.trained_kept, st.trained_kept) and pooled.unusable == st.unusable
 
 
 def test_cache_hits_for_the_same_version_and_misses_after_a_change(tmp_path, tok):

@@ -10,6 +10,8 @@ reason.
 
 Rendering (Jinja) is Python and holds the GIL; the fast tokenizer's batch encode is Rust
 and does not, so a batch is encoded on a second thread while the next batch is planned.
+Past POOL_AFTER rows, batches go to worker processes (one per core, spawned: the caller
+may be a threaded app), which run the same pipeline; results are merged in row order.
 Rows are read a batch at a time (engine.data.paged.iter_batches), so memory stays bounded
 by the per-row arrays. Results are cached under $FTWB_CACHE_DIR/token-stats as one small
 .npz, keyed by the file's content hash, the tokenizer, its chat template and the settings.
@@ -33,6 +35,7 @@ from engine.data.errors import DataError, RowError
 CODE_VERSION = "stats-1"   # bump when the figures for the same inputs change
 BATCH = 1000               # rows planned, then encoded, at a time
 CANCEL_EVERY = 128         # rows planned between cancellation checks
+POOL_AFTER = 50_000        # rows planned in this process before worker processes (seconds to start) pay off
 UNREADABLE = "the record could not be read"
 
 
@@ -176,7 +179,8 @@ class TokenStats:
                 "tokens": self.tokens, "trained_tokens": self.trained_tokens,
                 "trained_tokens_within_max_seq_len": self.trained_tokens_kept,
                 "packing_efficiency": self.packing_efficiency,
-                "histogram": [{"from": lo, "to": hi, "rows": c} for lo, hi, c in buckets(self.lengths, self.max_seq_len)],
+                "histogram": [{"from": lo, "to": hi, "rows": c}
+                              for lo, hi, c in buckets(self.lengths, self.max_seq_len)],
                 "cache": self.cache, "seconds": round(self.seconds, 3)}
 
 
@@ -297,32 +301,99 @@ class _Pipeline:
 def compute(batches: Iterable[tuple[list, list[int]]], tokenizer, settings: Settings, *,
             total: int | None = None, sample: int | None = None,
             progress: Callable[[TokenStats], None] = lambda st: None,
-            cancelled: Callable[[], bool] = lambda: False, threads: int = 2) -> TokenStats:
+            cancelled: Callable[[], bool] = lambda: False, threads: int = 2,
+            processes: int | None = None) -> TokenStats:
     """Stats over `batches` of (rows, source indices); a row is a dict or None (unreadable).
-    `progress(st)` after every batch with the figures so far. Raises StatsCancelled."""
+    `progress(st)` after every batch with the figures so far. `processes`: worker
+    processes past POOL_AFTER rows (None: one per core; 0 or 1: none). Raises StatsCancelled."""
     from engine.data.template import TURN_POLICIES
 
     if settings.turn_policy not in TURN_POLICIES:
         raise DataError(f"data.turn_policy: {settings.turn_policy!r} is not one of {', '.join(TURN_POLICIES)}")
     if settings.max_seq_len < 1:
         raise DataError(f"max_seq_len {settings.max_seq_len}: must be a positive number of tokens")
+    procs = (os.cpu_count() or 1) if processes is None else processes
     t0 = time.perf_counter()
     st = TokenStats(settings.max_seq_len, total=total, sample=sample)
     pipe = _Pipeline(tokenizer, settings, st, threads)
+    pool, inflight, fed = None, [], 0
     try:
         for rows, index in _rebatch(batches):
-            pipe.feed(rows, index, cancelled)
+            if cancelled():
+                raise StatsCancelled()
+            if procs > 1 and fed >= POOL_AFTER:
+                if pool is None:
+                    pipe.drain()  # rows stay in order: what this process planned goes first
+                    pool = _start_pool(tokenizer, settings, procs)
+                inflight.append(pool.submit(_work, rows, index))
+                while len(inflight) > 2 * procs:  # bounded: a few batches in flight
+                    _merge(st, _result(inflight.pop(0), cancelled))
+            else:
+                pipe.feed(rows, index, cancelled)
+            fed += len(rows)
             st.seconds = time.perf_counter() - t0
             progress(st)
         pipe.drain()
+        while inflight:
+            _merge(st, _result(inflight.pop(0), cancelled))
+            progress(st)
     finally:
         pipe.close()
+        if pool is not None:
+            pool.shutdown(wait=not inflight, cancel_futures=True)
     if cancelled():
         raise StatsCancelled()
     st.complete = True
     st.packing_efficiency  # noqa: B018 (computed once, before the figures are shown or cached)
     st.seconds = time.perf_counter() - t0
     return st
+
+
+# ---------------------------------------------------------------- worker processes
+
+_WORKER: dict = {}
+_ARRAYS = ("_row", "_len", "_trained", "_trained_kept", "_cut", "_ex_len")
+
+
+def _start_pool(tokenizer, settings: Settings, procs: int):
+    import multiprocessing
+    import pickle
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(procs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                               initargs=(pickle.dumps(tokenizer), settings))
+
+
+def _init_worker(tokenizer_blob: bytes, settings: Settings) -> None:
+    import pickle
+
+    _WORKER["tok"], _WORKER["settings"] = pickle.loads(tokenizer_blob), settings
+
+
+def _work(rows: list, index: list[int]):
+    """One batch in a worker process: the same pipeline, its raw per-row figures back."""
+    s = _WORKER["settings"]
+    st = TokenStats(s.max_seq_len)
+    _Pipeline(_WORKER["tok"], s, st, threads=1).feed(rows, index, lambda: False)
+    return st.rows, st.unusable, [getattr(st, k) for k in _ARRAYS]
+
+
+def _result(fut, cancelled):
+    while True:
+        try:
+            return fut.result(timeout=0.25)
+        except TimeoutError:
+            if cancelled():
+                raise StatsCancelled() from None
+
+
+def _merge(st: TokenStats, res) -> None:
+    rows, unusable, arrays = res
+    st.rows += rows
+    for k, v in unusable.items():
+        st.unusable[k] = st.unusable.get(k, 0) + v
+    for k, a in zip(_ARRAYS, arrays):
+        getattr(st, k).extend(a)
 
 
 def _rebatch(batches) -> Iterator[tuple[list, list[int]]]:
@@ -483,7 +554,8 @@ def detect_file_format(path: str | Path, settings_columns: dict | None = None, r
 def file_stats(path: str | Path, tokenizer, settings: Settings, *, sample: int | None = None,
                total: int | None = None, cache: bool = True,
                progress: Callable[[TokenStats], None] = lambda st: None,
-               cancelled: Callable[[], bool] = lambda: False, threads: int = 2) -> TokenStats:
+               cancelled: Callable[[], bool] = lambda: False, threads: int = 2,
+               processes: int | None = None) -> TokenStats:
     """Stats over every row of the file at `path` (or a sample of `sample` rows, which
     needs `total`), from the cache when this file version, tokenizer and settings were
     seen before. Raises DataError for an unusable source, StatsCancelled."""
@@ -511,7 +583,7 @@ def file_stats(path: str | Path, tokenizer, settings: Settings, *, sample: int |
         progress(st)
 
     st = compute(src, tokenizer, settings, total=min(total, sample) if sample and total else total, sample=sample,
-                 progress=report, cancelled=cancelled, threads=threads)
+                 progress=report, cancelled=cancelled, threads=threads, processes=processes)
     st.cache = "miss" if key_path else "off"
     if key_path is not None:
         _save(key_path, st)
