@@ -339,3 +339,19 @@ def test_a_resume_on_another_number_of_processes_is_titled_and_relabels_the_run(
     assert st.processes_label == "4 processes · DDP" and st.rank_memory == []  # the old ranks' gauges go
     _, alerts = st.drain()
     assert [a.title for a in alerts if a.kind == "world_size_changed"] == ["Resumed on another number of processes"]
+
+
+def test_an_error_on_one_rank_names_the_rank_in_its_alert(tmp_path):
+    from engine.events import read_all
+    from tui.services.run_state import RunState
+
+    run = write_run(tmp_path, "oom1", ["node-a"], 2, steps=3)
+    w = EventWriter(run / "events.jsonl")
+    w.emit("error", ts=T0 + 50, kind="oom", rank=1, device="cuda:1", batch_shape=[4, 512],
+           message="out of memory on rank 1 (cuda:1) at step 4, batch [4, 512]", hint="lower train.micro_batch_size")
+    w.close()
+    st = RunState(run)
+    st.apply_many(read_all(run / "events.jsonl"))
+    _, alerts = st.drain()
+    oom = [a for a in alerts if a.kind == "oom"]
+    assert [a.title for a in oom] == ["Out of GPU memory on rank 1"] and "batch [4, 512]" in oom[0].message

@@ -244,6 +244,8 @@ class RunState:
             hint = str(e.get("hint") or "")
             title = {"oom": "Out of GPU memory", "data": "Data error", "config": "Config error",
                      "crash": "Engine error"}.get(kind, "Error")
+            if self.world_size > 1 and e.get("rank") is not None:
+                title += f" on rank {e.get('rank')}"
             text = msg + (f"\nHint: {hint}" if hint else "")
             tb = e.get("traceback_tail")
             self._alert(Alert(kind if kind == "oom" else "error", "error", title, text), el)
