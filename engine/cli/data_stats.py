@@ -50,7 +50,7 @@ class _Bar:
         done = st.rows
         total = self.total or st.total
         if not total and st.total_bytes and st.done_bytes:  # a line file: rows estimated from bytes read
-            total = int(done * st.total_bytes / st.done_bytes)
+            total = max(done, int(st.read_rows * st.total_bytes / st.done_bytes))
         frac = min(1.0, done / total) if total else 0.0
         rate = done / max(1e-6, now - self.t0)
         fill = int(frac * 30)

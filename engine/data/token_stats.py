@@ -70,6 +70,7 @@ class TokenStats:
     seconds: float = 0.0
     done_bytes: int = 0                 # of the source read so far, where it is a file
     total_bytes: int = 0
+    read_rows: int = 0                  # records read from the source so far (ahead of `rows`)
     _len: array = field(default_factory=lambda: array("i"))       # per usable row
     _trained: array = field(default_factory=lambda: array("i"))
     _trained_kept: array = field(default_factory=lambda: array("i"))
@@ -566,11 +567,11 @@ def file_stats(path: str | Path, tokenizer, settings: Settings, *, sample: int |
         if hit is not None:
             progress(hit)
             return hit
-    st_bytes = [0, 0]
+    st_bytes = [0, 0, 0]
 
     def batches():
         for rows, index, b in file_batches(path, cancelled):
-            st_bytes[:] = [b.done_bytes, b.total_bytes]
+            st_bytes[:] = [b.done_bytes, b.total_bytes, b.start + len(b.rows)]
             yield rows, index
 
     src = batches()
@@ -579,7 +580,7 @@ def file_stats(path: str | Path, tokenizer, settings: Settings, *, sample: int |
             raise ValueError("a sample needs the row count (total)")
         src = sampled(src, total, sample)
     def report(st: TokenStats) -> None:
-        st.done_bytes, st.total_bytes = st_bytes
+        st.done_bytes, st.total_bytes, st.read_rows = st_bytes
         progress(st)
 
     st = compute(src, tokenizer, settings, total=min(total, sample) if sample and total else total, sample=sample,
