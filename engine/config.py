@@ -220,6 +220,9 @@ SECTIONS = ("model", "lora", "quant", "data", "train", "preference", "eval", "ou
 
 # ---------------------------------------------------------------- validation
 
+_PLURAL = {int: "integers", float: "numbers", bool: "true/false values", str: "strings", dict: "mappings"}
+
+
 def _type_name(tp: Any) -> str:
     origin = get_origin(tp)
     if origin is Literal:
@@ -227,7 +230,7 @@ def _type_name(tp: Any) -> str:
     if origin is Union:
         return " or ".join(_type_name(a) for a in get_args(tp) if a is not type(None))
     if origin is list:
-        return "a list of " + _type_name(get_args(tp)[0]) + "s"
+        return "a list of " + _PLURAL.get(get_args(tp)[0], "items")
     if origin is dict:
         return "a mapping"
     return {int: "an integer", float: "a number", bool: "true or false", str: "a string",
