@@ -167,6 +167,8 @@ class RunSummary:
     last_loss: float | None = None
     started: float | None = None
     ended: float | None = None
+    world_size: int = 1          # processes of the latest session (a resume may use another number)
+    strategy: str = "single"     # single | ddp | fsdp2
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -181,7 +183,7 @@ class RunSummary:
                 "model": self.model, "dataset": self.dataset, "dataset_version": self.dataset_version,
                 "step": self.step, "total_steps": self.total_steps, "best_val_loss": self.best_val_loss,
                 "last_loss": self.last_loss, "started": self.started, "ended": self.ended,
-                "duration_s": self.duration_s}
+                "duration_s": self.duration_s, "world_size": self.world_size, "strategy": self.strategy}
 
 
 def _num(x: Any) -> float | None:
@@ -200,7 +202,7 @@ def _int(x: Any) -> int:
 
 
 # The fold of events into a summary: what it keeps besides the RunSummary fields.
-_FOLD_KEYS = ("started", "ended", "step", "total_steps", "best_val_loss", "last_loss")
+_FOLD_KEYS = ("started", "ended", "step", "total_steps", "best_val_loss", "last_loss", "world_size", "strategy")
 
 
 def _fold(s: RunSummary, e: dict[str, Any], st: dict[str, Any]) -> None:
@@ -211,6 +213,9 @@ def _fold(s: RunSummary, e: dict[str, Any], st: dict[str, Any]) -> None:
             s.started = _num(e.get("ts"))
         st["done"] = None  # a resumed run: a later hello supersedes an earlier done
         s.ended = None
+        n = e.get("world_size", 1)
+        s.world_size = max(1, _int(n)) if n is not None else 1
+        s.strategy = str(e.get("strategy") or ("single" if s.world_size == 1 else "ddp"))
     elif t == "progress":
         step, total = _int(e.get("step") or 0), _int(e.get("total_steps") or 0)
         s.step, s.total_steps = step or s.step, total or s.total_steps
@@ -285,7 +290,7 @@ def _read_summary_file(run_dir: Path) -> tuple[RunSummary | None, dict[str, Any]
         s = RunSummary(path=run_dir, name=run_dir.name, status="created")
         for k in _FOLD_KEYS:
             setattr(s, k, data.get(k, getattr(s, k)))
-        s.step, s.total_steps = _int(s.step), _int(s.total_steps)
+        s.step, s.total_steps, s.world_size = _int(s.step), _int(s.total_steps), _int(s.world_size)
         return s, {"done": data.get("done"), "malformed": int(data.get("malformed", 0))}, offset
     except (OSError, ValueError, KeyError, TypeError):
         return None, {}, 0

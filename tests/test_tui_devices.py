@@ -267,6 +267,25 @@ def test_ftwb_runs_shows_the_process_count_of_multi_process_runs(tmp_path, capsy
     assert all(len(ln) <= 80 for ln in table.splitlines())
 
 
+def test_a_run_resumed_on_another_count_lists_the_new_count(tmp_path, capsys):
+    import json
+
+    from engine import rundir
+    from tui.main import main
+
+    run = write_run(tmp_path, "grow", ["node-a"], 2, steps=5)
+    w = EventWriter(run / "events.jsonl")
+    w.emit("hello", ts=T0 + 100, pid=2, devices=[], resumed_from_step=5, world_size=4, strategy="fsdp2")
+    w.close()
+    assert main(["runs", "--json", "--runs-dir", str(tmp_path)]) == 0
+    [listed] = json.loads(capsys.readouterr().out)
+    assert (listed["world_size"], listed["strategy"]) == (4, "fsdp2")
+    keeper = rundir.SummaryKeeper(run)  # the engine's summary.json carries it too
+    keeper.write()
+    s = rundir.summarize(run)
+    assert (s.world_size, s.strategy) == (4, "fsdp2")
+
+
 def test_lineage_names_the_processes_of_the_run(tmp_path):
     from engine import rundir
     from tui.services.run_actions import Lineage

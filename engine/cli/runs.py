@@ -30,9 +30,9 @@ def run(args: argparse.Namespace) -> int:
         if r.extra.get("malformed_events"):
             print(f"ftwb runs: warning: {r.name}: skipped {r.extra['malformed_events']} malformed event(s) "
                   "in events.jsonl", file=sys.stderr)
-    worlds = {r.name: processes(r.path)[0] for r in runs}
+    worlds = {r.name: r.world_size for r in runs}
     if args.json:
-        print(json.dumps([{**r.to_json(), "world_size": worlds[r.name]} for r in runs], indent=1))
+        print(json.dumps([r.to_json() for r in runs], indent=1))
         return 0
     console = Console()
     if not runs:
@@ -64,28 +64,6 @@ def run(args: argparse.Namespace) -> int:
         t.add_row(*(cells[c] for c in cols))
     console.print(t)
     return 0
-
-
-def processes(run_dir) -> tuple[int, str]:
-    """(world size, strategy) the run started with, from its first hello event: one line
-    read, not the whole log (a resume on another number of processes has a later hello)."""
-    from pathlib import Path
-
-    from engine import events as ev
-    from engine import rundir
-
-    try:
-        with open(Path(run_dir) / rundir.EVENTS, "rb") as f:
-            e = ev.decode(f.readline(1 << 16))
-    except OSError:
-        return 1, "single"
-    if not isinstance(e, dict) or e.get("type") != "hello":
-        return 1, "single"
-    try:
-        n = max(1, int(e.get("world_size") or 1))
-    except (TypeError, ValueError):
-        n = 1
-    return n, str(e.get("strategy") or ("single" if n == 1 else "ddp"))
 
 
 def _short(s: str, n: int = 28) -> str:

@@ -491,7 +491,7 @@ class Trainer:
             m = self.train_step()
             step = self.state.step
             dt = time.perf_counter() - t0
-            ranks_tps = self._agree(m, dt)
+            ranks_tps, dt = self._agree(m, dt)
             if m.get("skipped"):
                 self._non_finite(m["skipped"], m[m["skipped"]], step)
             else:
@@ -526,17 +526,18 @@ class Trainer:
                 return "early_stopped"
         return "completed"
 
-    def _agree(self, m: dict, dt: float) -> list[float]:
-        """Step boundary: every rank's tokens/s, and the stop and save-now requests of any
-        rank (a signal reaches each process at its own moment), so all ranks stop or save
-        at the same step. One small all_gather; nothing on one process."""
+    def _agree(self, m: dict, dt: float) -> tuple[list[float], float]:
+        """Step boundary: every rank's tokens/s and the step's wall time (the slowest
+        rank's, so the global rate never exceeds the ranks' sum), and the stop and save-now
+        requests of any rank (a signal reaches each process at its own moment), so all
+        ranks stop or save at the same step. One small all_gather; nothing on one process."""
         mine = [m.get("my_tokens", m["tokens"]) / dt if dt > 0 else 0.0,
-                float(self.control.stop_requested), float(self.control.save_requested)]
+                float(self.control.stop_requested), float(self.control.save_requested), dt]
         rows = self.world.all_gather(mine)
         if self.world.is_distributed:
             self.control.stop_requested = any(r[1] for r in rows)
             self.control.save_requested = any(r[2] for r in rows)
-        return [round(r[0], 1) for r in rows]
+        return [round(r[0], 1) for r in rows], max(r[3] for r in rows)
 
     def final_eval(self) -> tuple[float, float] | None:
         t0 = time.perf_counter()

@@ -7,7 +7,6 @@ from pathlib import Path
 from rich.text import Text
 from textual.widgets import Static
 
-from engine.cli.runs import processes
 
 ARROW = "→ "
 
@@ -53,9 +52,8 @@ def lineage_text(lin) -> Text:
         steps = summ.get("steps", s.step)
         t.append(f"{s.method} on {Path(s.model).name or s.model}, ", "")
         t.append(f"{steps} steps, best val {_f(s.best_val_loss)}", "")
-        n, strategy = processes(lin.run) if lin.run else (1, "single")
-        if n > 1:
-            t.append(f", {n} processes ({strategy.upper()})", "")
+        if s.world_size > 1:
+            t.append(f", {s.world_size} processes ({s.strategy.upper()})", "")
         t.append(f"  {s.status}", "dim")
     r = lin.results
     t.append("\n" + ARROW, "dim")
