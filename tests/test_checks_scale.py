@@ -252,3 +252,39 @@ def test_unreadable_records_are_findings_wherever_they_are(tmp_path):
     head = check_stream(iter_batches(p), "completion", near_dup=False, sample=10)
     assert head.sampled and head.rows == 10 and head.records == 11
     assert [f.row for f in head.findings if f.check == "invalid_json"] == [3]
+
+
+def test_ftwb_train_shows_the_gate_scan_on_a_terminal_and_refuses_a_late_secret(tmp_path):
+    """The secrets/PII gate before a run reads every row; on a terminal it says so as it goes."""
+    import pty
+
+    from engine import config as C
+    from engine.demo import demo_config
+
+    data = tmp_path / "notes.jsonl"
+    with open(data, "w", encoding="utf-8") as fh:
+        for i in range(60_000):
+            fh.write(json.dumps({"text": f"note {i}: {_text(i)}" + (f" {AWS_KEY}" if i == 55_000 else "")}) + "\n")
+    cfg = demo_config()
+    cfg.data.path, cfg.data.format = str(data), "auto"
+    C.save(cfg, tmp_path / "run.yaml")
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([*FTWB, "train", str(tmp_path / "run.yaml"), "--runs-dir", str(tmp_path / "runs")],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=slave, text=True)
+    os.close(slave)
+    proc.communicate(timeout=180)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    err = b"".join(chunks).decode()
+    assert proc.returncode == 2, err
+    assert "checking notes.jsonl for secrets" in err and "rows/s" in err and "\r" in err
+    assert "secret_aws_key line 55001" in err and "--allow-findings" in err
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())  # refused: no run directory

@@ -199,38 +199,6 @@ def _batches(spec, src, streamed: bool):
         yield b
 
 
-class _Bar:
-    """One progress line on stderr, redrawn at most 10 times a second: % (by rows when the
-    total is known, else by bytes), rows and rows/s."""
-
-    def __init__(self, label: str):
-        import time
-
-        self.label, self.last, self.time, self.width = label, 0.0, time.monotonic, 0
-
-    def __call__(self, p) -> None:
-        now = self.time()
-        if p.phase == "rows" and now - self.last < 0.1:
-            return
-        self.last = now
-        frac = p.fraction
-        pct = f"{100 * frac:3.0f}% " if frac is not None else ""
-        bar = ""
-        if frac is not None:
-            filled = int(frac * 24)
-            bar = "[" + "#" * filled + "." * (24 - filled) + "] "
-        what = {"rows": "", "duplicates": "  finding duplicates …", "done": ""}[p.phase]
-        text = f"{self.label}: {bar}{pct}{p.records:,} rows  {p.rate:,.0f} rows/s{what}"
-        sys.stderr.write("\r" + text.ljust(self.width))
-        self.width = len(text)
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.width:
-            sys.stderr.write("\r" + " " * self.width + "\r")
-            sys.stderr.flush()
-
-
 class _Interrupt:
     """Ctrl+C sets a flag the scan checks between batches (a second one stops at once)."""
 
@@ -330,7 +298,9 @@ def _run_check(args: argparse.Namespace, interrupt: _Interrupt) -> int:
         elif stopped:
             continue
         else:
-            bar = _Bar(Path(str(spec.path)).name) if tty else None
+            from engine.cli.progress_line import CheckBar
+
+            bar = CheckBar(Path(str(spec.path)).name) if tty else None
             from engine.data.errors import DataError
 
             try:

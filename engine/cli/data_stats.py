@@ -36,33 +36,27 @@ def register(dsub) -> None:
 
 
 class _Bar:
-    """A one-line progress bar on stderr, redrawn at most every 0.2 s; silent off a TTY."""
+    """Tokenising progress: rows done of the total (estimated from bytes for a line file)."""
 
     def __init__(self, total: int | None):
-        self.on = sys.stderr.isatty()
-        self.total, self.last, self.t0 = total, 0.0, time.monotonic()
+        from engine.cli.progress_line import ProgressLine
+
+        self.line, self.total, self.t0 = ProgressLine(0.2), total, time.monotonic()
 
     def __call__(self, st) -> None:
-        now = time.monotonic()
-        if not self.on or now - self.last < 0.2:
+        if not self.line.due():
             return
-        self.last = now
         done = st.rows
         total = self.total or st.total
         if not total and st.total_bytes and st.done_bytes:  # a line file: rows estimated from bytes read
             total = max(done, int(st.read_rows * st.total_bytes / st.done_bytes))
-        frac = min(1.0, done / total) if total else 0.0
-        rate = done / max(1e-6, now - self.t0)
-        fill = int(frac * 30)
+        rate = done / max(1e-6, time.monotonic() - self.t0)
         left = f", {(total - done) / rate:.0f} s left" if total and rate else ""
-        sys.stderr.write(f"\r[{'#' * fill}{'.' * (30 - fill)}] tokenising {done:,} / {f'{total:,}' if total else '?'}"
-                         f" rows, {rate:,.0f} rows/s{left}   ")
-        sys.stderr.flush()
+        self.line.show(f"tokenising {done:,} / {f'{total:,}' if total else '?'} rows, {rate:,.0f} rows/s{left}",
+                       min(1.0, done / total) if total else 0.0, width=30)
 
     def close(self) -> None:
-        if self.on and self.last:
-            sys.stderr.write("\r" + " " * 100 + "\r")
-            sys.stderr.flush()
+        self.line.close()
 
 
 def run_stats(args: argparse.Namespace) -> int:

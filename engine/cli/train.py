@@ -75,10 +75,15 @@ def _findings_gate(cfg) -> str | None:
     from engine.data.errors import DataError
     from engine.data.gate import scan
 
+    from engine.cli.progress_line import CheckBar
+
+    bar = CheckBar(f"checking {Path(d.path).name} for secrets and personal data")  # a big file takes a while
     try:
-        report = scan(d.path, d.format, sensitive_only=True)
+        report = scan(d.path, d.format, sensitive_only=True, progress=bar)
     except DataError:
         return None  # unreadable data: the engine reports it with its own message
+    finally:
+        bar.close()
     if not report.sensitive:
         return None
     return (f"data.path: {report.summary()}. Clean it first (ftwb data check {d.path}; the Data screen's "
