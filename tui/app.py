@@ -15,6 +15,7 @@ from textual.widgets import Input
 from engine import rundir
 from tui.screens.dialogs import ChoiceDialog, HelpScreen, QuitDialog
 from tui.services.open_target import OpenError, Target, resolve
+from tui.stylesheet import CachedStylesheet
 
 if TYPE_CHECKING:
     from tui.services.engine_client import RunSession
@@ -67,6 +68,7 @@ class FtwbApp(App[int]):
     def __init__(self, target: Target, theme: str | None = None, ascii_charts: bool = False,
                  runs_dir: str | None = None, sample_devices: bool = True):
         super().__init__()
+        self.stylesheet = CachedStylesheet(variables=self.get_css_variables())  # one parse per theme
         from themes import THEMES
 
         for t in THEMES:

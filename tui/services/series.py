@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
+# numpy is imported where it is used: the Train screen's first frame (no run yet) needs none of it.
 
 
 class Series:
     """(step, value) pairs appended in step order; amortised O(1) append."""
 
     def __init__(self, name: str, capacity: int = 1024):
+        import numpy as np
+
         self.name = name
         self._x = np.empty(capacity, dtype=np.float64)
         self._y = np.empty(capacity, dtype=np.float64)
@@ -24,6 +26,8 @@ class Series:
         return self.n
 
     def _grow(self, need: int) -> None:
+        import numpy as np
+
         cap = len(self._x)
         if need <= cap:
             return
@@ -33,6 +37,8 @@ class Series:
         self._y = np.resize(self._y, cap)
 
     def append(self, x: float, y: float) -> None:
+        import numpy as np
+
         # A resumed run repeats steps after its checkpoint: drop the superseded tail.
         if self.n and x <= self._x[self.n - 1]:
             self.n = int(np.searchsorted(self._x[: self.n], x, side="left"))
@@ -62,6 +68,8 @@ class Series:
 
 def window(x: np.ndarray, y: np.ndarray, last_steps: int | None) -> tuple[np.ndarray, np.ndarray]:
     """The tail covering the last `last_steps` steps (all of it when None)."""
+    import numpy as np
+
     if not last_steps or not len(x):
         return x, y
     start = int(np.searchsorted(x, x[-1] - last_steps, side="left"))
@@ -70,6 +78,8 @@ def window(x: np.ndarray, y: np.ndarray, last_steps: int | None) -> tuple[np.nda
 
 def smooth(y: np.ndarray, span: int) -> np.ndarray:
     """Trailing moving average over `span` points (vectorised; NaNs stay local)."""
+    import numpy as np
+
     if span <= 1 or len(y) < 2:
         return y
     finite = np.isfinite(y)
@@ -88,6 +98,8 @@ def downsample(x: np.ndarray, y: np.ndarray, x0: float, x1: float, columns: int
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per column of the x range [x0, x1]: (column index, min y, max y) for columns
     holding at least one finite point. At most two values per column survive."""
+    import numpy as np
+
     if not len(x) or columns <= 0:
         e = np.empty(0)
         return e.astype(int), e, e

@@ -10,10 +10,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import numpy as np
 from rich.text import Text
 
 from tui.services.series import downsample, nice_range
+
+# numpy is imported inside the functions that draw data: an empty chart (the first frame
+# before any run) needs none of it.
 
 # Braille dot bit for (dx, dy) inside a 2x4 cell.
 _BRAILLE_BITS = ((0x01, 0x08), (0x02, 0x10), (0x04, 0x20), (0x40, 0x80))
@@ -62,6 +64,8 @@ def fmt_num(v: float) -> str:
 def _ty(y: np.ndarray, log: bool) -> np.ndarray:
     if not log:
         return y
+    import numpy as np
+
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(y > 0, np.log10(np.where(y > 0, y, 1.0)), np.nan)
 
@@ -151,6 +155,8 @@ def render_chart(lines: list[ChartLine], width: int, height: int, opts: ChartOpt
         if not xs:
             return _frame(canvas, [Text(" " * cols)] * rows, lw, rows, None, None, None, opts, "waiting for data")
         x0, x1 = min(a for a, _ in xs), max(b for _, b in xs)
+    import numpy as np
+
     reduced = []
     lo, hi = math.inf, -math.inf
     for l in lines:
@@ -231,6 +237,8 @@ def _frame(canvas, body: list[Text], lw: int, rows: int, xr, yr, _c, opts: Chart
 def sparkline(values: list[float], width: int, ascii_mode: bool = False, lo: float = 0.0, hi: float = 100.0,
               style: str = "") -> Text:
     """One-row history on a fixed scale (0-100 % by default); NaN is a gap."""
+    import numpy as np
+
     vals = values[-width * (1 if ascii_mode else 2):]
     x = np.arange(len(vals), dtype=float)
     opts = ChartOptions(ascii=ascii_mode, y_range=(lo, hi), y_label_width=0, show_x_axis=False,
