@@ -1,6 +1,8 @@
 """The start-up import list of the TUI must not grow: screens load on first use."""
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 # Modules `import tui.app` must not load; each is imported when its screen or service is first used.
 NOT_AT_START = ("numpy", "tui.services.engine_client", "tui.screens.config", "tui.screens.data_workbench", "tui.screens.train", "tui.screens.runs",
@@ -20,3 +22,73 @@ def test_modes_build_their_screens_on_demand():
 
     for name, make in FtwbApp.MODES.items():
         assert isinstance(make(), Screen), name
+
+
+# Modules the first frame of `ftwb` (the demo, on the Train screen) must not have loaded:
+# the other screens import in a worker after it, numpy when a chart first has data.
+NOT_AT_FIRST_FRAME = ("numpy", "tui.screens.config", "tui.screens.data_workbench", "tui.screens.runs",
+                      "tui.services.engine_client", "tui.services.dataset_index", "tui.services.run_history",
+                      "pyarrow", "torch", "transformers", "datasets")
+
+FIRST_FRAME = """
+import sys
+from pathlib import Path
+import tui.app
+from tui.app import FtwbApp
+from tui.services.open_target import resolve
+
+class FirstFrame(FtwbApp):
+    CSS_PATH = str(Path(tui.app.__file__).with_name("app.tcss"))  # resolved beside the class's file otherwise
+
+    def on_mount(self):
+        super().on_mount()
+        self.call_after_refresh(self._painted)
+
+    def _painted(self):
+        # Only what the main thread loaded: the preload worker may have started by now.
+        print("LOADED", " ".join(m for m in %r if m in self.loaded_at_paint), flush=True)
+        self.exit()
+
+    def _after_first_frame(self):
+        self.loaded_at_paint = set(sys.modules)
+        super()._after_first_frame()
+
+FirstFrame(resolve(None), sample_devices=False).run(headless=True, size=(120, 40))
+""" % (NOT_AT_FIRST_FRAME,)
+
+
+def test_first_frame_of_the_train_screen_loads_no_other_screen_nor_numpy(tmp_path):
+    script = tmp_path / "first_frame.py"
+    script.write_text(FIRST_FRAME)
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=root, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(root), "FTWB_RUNS_DIR": str(tmp_path / "runs")})
+    assert out.returncode == 0, out.stderr[-2000:]
+    line = next(l for l in out.stdout.splitlines() if l.startswith("LOADED"))
+    assert line.strip() == "LOADED", f"loaded before the first frame: {line[7:]}"
+
+
+def test_cached_stylesheet_gives_the_rules_of_a_fresh_parse_across_theme_changes():
+    from textual.css.stylesheet import Stylesheet
+
+    from tui.stylesheet import CachedStylesheet
+
+    sources = {f"w{i}": f"W{i} {{ color: $primary; background: $surface; }}\nW{i} > .x {{ width: {i}; }}"
+               for i in range(80)}  # more sources than Textual's own 64-entry parse cache
+    cached = CachedStylesheet(variables={"primary": "red", "surface": "black"})
+    for name, css in list(sources.items())[:40]:
+        cached.add_source(css, read_from=(name, ""))
+    cached.parse()
+    for name, css in list(sources.items())[40:]:
+        cached.add_source(css, read_from=(name, ""))
+    seen = []
+    for variables in ({"primary": "red", "surface": "black"}, {"primary": "blue", "surface": "white"}):
+        cached.set_variables(dict(variables))
+        cached.reparse()
+        fresh = Stylesheet(variables=dict(variables))
+        for name, css in sources.items():
+            fresh.add_source(css, read_from=(name, ""))
+        fresh.parse()
+        assert cached.css == fresh.css
+        seen.append(cached.css)
+    assert seen[0] != seen[1]  # the second theme's colours, not the first's from the cache

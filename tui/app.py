@@ -2,6 +2,7 @@
 entry points; the work is in tui/screens, tui/widgets and tui/services."""
 from __future__ import annotations
 
+import gc
 import os
 import weakref
 from typing import TYPE_CHECKING
@@ -45,6 +46,29 @@ def _lazy_screen(module: str, name: str):
     return make
 
 
+START_GC_THRESHOLD = 50_000  # allocations between young collections until the first frame (Python: 700)
+
+
+def _start_up_gc() -> tuple[int, ...]:
+    """Collect less while the first screen is built; returns the thresholds to restore.
+
+    What the imports made (modules, classes, Textual's tables) lives as long as the process:
+    once per process it is frozen out of the collector's reach, as Python otherwise runs
+    full collections over all of it (one of them ~50 ms on 2 cores during the first paint).
+    The first screen's widgets and styles live on too, so until its first frame the young
+    collections, which would find almost nothing, run rarely."""
+    global _FROZEN
+    if not _FROZEN:
+        _FROZEN = True
+        gc.freeze()
+    was = gc.get_threshold()
+    gc.set_threshold(max(was[0], START_GC_THRESHOLD), *was[1:])
+    return was
+
+
+_FROZEN = False
+
+
 def default_theme() -> str:
     """Truecolor terminals get ftwb-dark; anything else (COLORTERM lost over SSH) ftwb-256."""
     return "ftwb-dark" if os.environ.get("COLORTERM", "").lower() in ("truecolor", "24bit") else "ftwb-256"
@@ -67,6 +91,7 @@ class FtwbApp(App[int]):
 
     def __init__(self, target: Target, theme: str | None = None, ascii_charts: bool = False,
                  runs_dir: str | None = None, sample_devices: bool = True):
+        self._gc_threshold: tuple[int, ...] | None = _start_up_gc()
         super().__init__()
         self.stylesheet = CachedStylesheet(variables=self.get_css_variables())  # one parse per theme
         from themes import THEMES
@@ -92,10 +117,26 @@ class FtwbApp(App[int]):
         if self.target.run_dir is not None:
             self.open_run(self.target.run_dir)
         self.switch_mode(self.target.mode)
+        self.call_after_refresh(self._after_first_frame)
+
+    def _after_first_frame(self) -> None:
         # The other screens' modules import in a thread once the first frame is up, so the
-        # first switch to each is quick and start-up pays for none of them.
-        self.call_after_refresh(lambda: self.run_worker(_preload_screens, thread=True, exit_on_error=False,
-                                                        group="preload"))
+        # first switch to each is quick and start-up pays for none of them; the collector
+        # goes back to its usual pace when they are in.
+        def preload() -> None:
+            try:
+                _preload_screens()
+            finally:
+                self._restore_gc()
+        self.run_worker(preload, thread=True, exit_on_error=False, group="preload")
+
+    def _restore_gc(self) -> None:
+        if self._gc_threshold is not None:
+            gc.set_threshold(*self._gc_threshold)
+            self._gc_threshold = None
+
+    def on_unmount(self) -> None:
+        self._restore_gc()  # an app that quits before its first frame
 
     def on_resize(self, event) -> None:
         self._apply_size_classes(event.size.width, event.size.height)
