@@ -14,7 +14,6 @@ from textual.binding import Binding
 from textual.widgets import Input
 
 from engine import rundir
-from tui.screens.dialogs import ChoiceDialog, HelpScreen, QuitDialog
 from tui.services.open_target import OpenError, Target, resolve
 from tui.stylesheet import CachedStylesheet
 
@@ -27,7 +26,8 @@ COMPACT_BELOW = (120, 36)   # width, height: under either, the compact layout
 ROOMY_FROM = (160, 45)
 
 
-SCREEN_MODULES = ("tui.screens.data_workbench", "tui.screens.config", "tui.screens.train", "tui.screens.runs")
+SCREEN_MODULES = ("tui.screens.data_workbench", "tui.screens.config", "tui.screens.train", "tui.screens.runs",
+                  "tui.screens.dialogs")
 
 
 def _preload_screens() -> None:
@@ -222,6 +222,8 @@ class FtwbApp(App[int]):
                 self._launch(cfg)
             elif what == "data":
                 self.switch_mode("data")
+        from tui.screens.dialogs import ChoiceDialog
+
         self.push_screen(ChoiceDialog(
             "The dataset has findings", report.summary() + ". Train on it anyway? The answer is recorded "
             "in the run's config (data.allow_findings: true).",
@@ -285,6 +287,8 @@ class FtwbApp(App[int]):
             elif what == "discard":
                 w.discard_unsaved()
                 then()
+        from tui.screens.dialogs import ChoiceDialog
+
         self.push_screen(ChoiceDialog(
             "Unsaved cleaning", f"{w.wb.path.name} has {n} unsaved operation(s). Save them as a new version?",
             [("save", "Save version [s]", "primary"), ("discard", "Discard [d]", "error"),
@@ -328,6 +332,8 @@ class FtwbApp(App[int]):
             elif what == "detach":
                 s.detach()
                 self.exit(0)
+        from tui.screens.dialogs import QuitDialog
+
         self.push_screen(QuitDialog(s.run_dir.name), chosen)
 
     def action_help(self) -> None:
@@ -339,6 +345,8 @@ class FtwbApp(App[int]):
             seen.add(b.action)
             rows.append((b.key_display or key, b.description, b.tooltip or ""))
         rows += [("1-4 / d c t r", "Screens", "Data, Config, Train, Runs"), ("ctrl+p", "Palette", "all commands")]
+        from tui.screens.dialogs import HelpScreen
+
         self.push_screen(HelpScreen(type(self.screen).__name__.replace("Screen", ""), rows))
 
     def deliver_screenshot(self, filename: str | None = None, path: str | None = None,

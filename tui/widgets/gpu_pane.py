@@ -44,6 +44,12 @@ class GpuPane(Widget):
 
     def on_mount(self) -> None:
         if self.sample:
+            # After the first frame: the sampler's thread loads NVML and psutil, and would
+            # hold the interpreter while the screen is first drawn.
+            self.call_after_refresh(self._start_sampling)
+
+    def _start_sampling(self) -> None:
+        if self._sampler is None and self.is_attached:
             self._sampler = Sampler(self._from_thread, self.pid_source).start()
 
     def on_unmount(self) -> None:
