@@ -36,8 +36,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
+from functools import lru_cache
 
 from engine.data.errors import DataError, RowError
+from engine.data.templates.render import fast_renderer
 
 IGNORE = -100
 TURN_POLICIES = ("auto", "single", "per_turn", "last")
@@ -56,8 +58,11 @@ END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|eom_id|>", "<end_of_turn>", "<|end
 # Tags templates parse inside content (reasoning split, tool-response detection): kept as
 # they are when the content is replaced, so the template takes the same branches.
 _PARSED_TAGS = re.compile(r"</?(?:think|thinking|reasoning|tool_response|tool_call|answer)>")
+_NON_SPACE = re.compile(r"\S")
 _PUA = 0xF0000  # plane-15 private use: one code point per message index
 _MAX_MESSAGES = 0xFFFD
+_TEMPLATE_TEXT = "\0"  # in an owner string: a character the template wrote
+_OWNED_RUN = re.compile(r"([^\0])\1*")  # a run of one message's characters in an owner string
 
 
 def ensure_chat_template(tokenizer, override: str | None = None) -> str:
@@ -101,15 +106,65 @@ def _try_render(tokenizer, messages, tools, generation) -> str | None:
         return None
 
 
+class _Renders:
+    """The renders of one row's conversation and its prefixes, each done once: the context
+    before a turn is the same render for the whole conversation and for a per-turn example.
+    Every one is a real render of the template (see engine.data.templates.render)."""
+
+    def __init__(self, tokenizer, messages: list[dict], tools):
+        self.tokenizer, self.messages, self.tools = tokenizer, messages, tools
+        self._fast = fast_renderer(tokenizer, messages, tools)
+        self._marked: list[dict] | None = None
+        self._prepared: dict[bool, list[dict]] = {}  # marked -> the messages as the fast render takes them
+        self._done: dict[tuple[int, bool, bool], tuple[str | None, RowError | None]] = {}
+        self.eot_strings = _eot_strings(tokenizer)
+
+    def render(self, n: int, generation: bool, marked: bool = False) -> str:
+        """The render of the first n messages (their marked copies where `marked`); RowError
+        where the template refuses it."""
+        key = (n, generation, marked)
+        if key not in self._done:
+            if marked and self._marked is None:
+                self._marked = [_marked_message(m, i) for i, m in enumerate(self.messages)]
+            try:
+                self._done[key] = (self._render(n, generation, marked), None)
+            except RowError as e:
+                self._done[key] = (None, e)
+        text, err = self._done[key]
+        if err is not None:
+            raise RowError(str(err)) from None
+        return text
+
+    def try_render(self, n: int, generation: bool, marked: bool = False) -> str | None:
+        try:
+            return self.render(n, generation, marked)
+        except RowError:
+            return None
+
+    def _render(self, n: int, generation: bool, marked: bool) -> str:
+        msgs = self._marked if marked else self.messages
+        if self._fast is None or n == 0:
+            return _render(self.tokenizer, msgs[:n], self.tools, generation)
+        if marked not in self._prepared:
+            self._prepared[marked] = self._fast.prepare(msgs)
+        try:
+            return self._fast.render_prepared(self._prepared[marked][:n], generation)
+        except Exception as e:  # as _render words it: the template's raise_exception(), a Jinja error
+            msg = str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+            raise RowError(f"the chat template cannot render this conversation ({msg})") from None
+
+
 def _mark(text: str, idx: int) -> str:
     """Every non-space character of `text` (outside parsed tags) as the code point of message idx."""
     ch = chr(_PUA + idx)
+    if "<" not in text:
+        return _NON_SPACE.sub(ch, text)
     out, pos = [], 0
     for m in _PARSED_TAGS.finditer(text):
-        out.append(re.sub(r"\S", ch, text[pos:m.start()]))
+        out.append(_NON_SPACE.sub(ch, text[pos:m.start()]))
         out.append(m.group(0))
         pos = m.end()
-    out.append(re.sub(r"\S", ch, text[pos:]))
+    out.append(_NON_SPACE.sub(ch, text[pos:]))
     return "".join(out)
 
 
@@ -141,40 +196,66 @@ def _marked_message(m: dict, idx: int) -> dict:
     return out
 
 
-def _owners(render: str, marked: str, tokenizer, messages, tools) -> list[int]:
-    """For each character of `render`, the index of the message whose content it is, or -1
-    for template text."""
+def _owners(render: str, marked: str | None, count: int) -> str:
+    """An owner string as long as `render`: at each character, chr(_PUA + k) where it is the
+    content of message k (of `count`), _TEMPLATE_TEXT where the template wrote it."""
     n = len(render)
-    owner = [-1] * n
+    if marked is None or count == 0:
+        return _TEMPLATE_TEXT * n
     if len(marked) == n:
-        ok = True
-        for j in range(n):
-            c = marked[j]
-            if c != render[j]:
-                k = ord(c) - _PUA
-                if 0 <= k < len(messages):
-                    owner[j] = k
-                else:
-                    ok = False
-                    break
-        if ok:
-            return owner
-        owner = [-1] * n
-    # The template did something with the content other than copy it (escaped it, measured
-    # it): align the two renders instead.
+        import numpy as np  # (here, not at import: the TUI imports this module lazily, never numpy at start-up)
+
+        # Where the template copied the content, the characters that differ are the markers.
+        got = np.frombuffer(marked.encode("utf-32-le", "surrogatepass"), dtype="<u4")
+        differ = got != np.frombuffer(render.encode("utf-32-le", "surrogatepass"), dtype="<u4")
+        if bool(((got[differ] - np.uint32(_PUA)) < count).all()):  # (unsigned: below _PUA wraps high)
+            own = np.where(differ, got, np.uint32(0)).astype("<u4", copy=False)
+            return own.tobytes().decode("utf-32-le", "surrogatepass")
+    return _owner_string(_owners_aligned(render, marked, count))
+
+
+def _owner_string(owner: list[int]) -> str:
+    return "".join(chr(_PUA + k) if k >= 0 else _TEMPLATE_TEXT for k in owner)
+
+
+def _owners_aligned(render: str, marked: str, count: int) -> list[int]:
+    """The template did something with the content other than copy it (escaped it, measured
+    it): align the two renders instead."""
+    owner = [-1] * len(render)
     sm = SequenceMatcher(None, render, marked, autojunk=False)
     for tag, i1, i2, j1, j2 in sm.get_opcodes():
         if tag == "equal":
             continue
-        ks = [ord(c) - _PUA for c in marked[j1:j2] if 0 <= ord(c) - _PUA < len(messages)]
+        ks = [ord(c) - _PUA for c in marked[j1:j2] if 0 <= ord(c) - _PUA < count]
         if tag == "replace" and i2 - i1 == j2 - j1:
             for d in range(i2 - i1):
                 k = ord(marked[j1 + d]) - _PUA
-                owner[i1 + d] = k if 0 <= k < len(messages) else (ks[0] if ks else -1)
+                owner[i1 + d] = k if 0 <= k < count else (ks[0] if ks else -1)
         elif ks:
             for j in range(i1, i2):
                 owner[j] = ks[0]
     return owner
+
+
+def _owned(own: str, s: int, e: int) -> bool:
+    """Whether any character of [s, e) is message content."""
+    return own.count(_TEMPLATE_TEXT, s, e) != e - s
+
+
+def _common_prefix(a: str, b: str) -> int:
+    """The length of the longest common prefix of a and b (slice comparisons, not a loop
+    over characters)."""
+    limit = min(len(a), len(b))
+    if a[:limit] == b[:limit]:
+        return limit
+    lo, hi = 0, limit  # a[:lo] == b[:lo], a[:hi] != b[:hi]
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if a[lo:mid] == b[lo:mid]:
+            lo = mid
+        else:
+            hi = mid
+    return lo
 
 
 # ---------------------------------------------------------------- special tokens
@@ -195,19 +276,28 @@ def _special_strings(tokenizer) -> list[str]:
     return out
 
 
+@lru_cache(maxsize=64)
+def _alternation(needles: tuple[str, ...]) -> re.Pattern:
+    return re.compile("|".join(re.escape(s) for s in needles))
+
+
 def _find_all(text: str, needles: list[str]) -> list[tuple[int, int, str]]:
     if not needles:
         return []
-    pattern = re.compile("|".join(re.escape(s) for s in needles))
-    return [(m.start(), m.end(), m.group(0)) for m in pattern.finditer(text)]
+    return [(m.start(), m.end(), m.group(0)) for m in _alternation(tuple(needles)).finditer(text)]
 
 
-def _eot_strings(tokenizer) -> list[str]:
+@lru_cache(maxsize=64)
+def _eot_for(eos) -> list[str]:
     out = list(END_OF_TURN)
-    eos = getattr(tokenizer, "eos_token", None)
     if isinstance(eos, str) and eos:
         out.append(eos)
     return sorted(set(out), key=len, reverse=True)
+
+
+def _eot_strings(tokenizer) -> list[str]:
+    eos = getattr(tokenizer, "eos_token", None)
+    return _eot_for(eos if isinstance(eos, str) else None)
 
 
 # ---------------------------------------------------------------- locating turns
@@ -236,28 +326,31 @@ class _Located:
     answer: dict[int, str] = field(default_factory=dict)  # the turn's text before its end-of-turn
 
 
-def _locate(tokenizer, messages: list[dict], tools, want: list[int], gen_prompt: str,
+def _locate(renders: _Renders, count: int, want: list[int], gen_prompt: str,
             close_text: str = "") -> _Located:
-    """Render `messages` once and find the trained span of each assistant turn in `want`.
-    close_text: the text the template writes after an answer (see _closing_text)."""
-    text = _render(tokenizer, messages, tools, False)
-    marked_msgs = [_marked_message(m, i) for i, m in enumerate(messages)]
-    marked_tools = tools
-    marked = _try_render(tokenizer, marked_msgs, marked_tools, False)
-    owner = _owners(text, marked, tokenizer, messages, tools) if marked is not None else [-1] * len(text)
+    """Render the first `count` messages once and find the trained span of each assistant
+    turn in `want`. close_text: the text the template writes after an answer (see _closing_text)."""
+    tokenizer, messages = renders.tokenizer, renders.messages[:count]
+    text = renders.render(count, False)
+    own = _owners(text, renders.try_render(count, False, marked=True), count)
 
     specials = _find_all(text, _special_strings(tokenizer))
-    literal = [(s, e) for s, e, _ in specials if any(owner[j] >= 0 for j in range(s, e))]
-    control = [(s, e) for s, e, _ in specials if all(owner[j] < 0 for j in range(s, e))]
-    eots = [(s, e) for s, e, _ in _find_all(text, _eot_strings(tokenizer))
-            if all(owner[j] < 0 for j in range(s, e))]
+    literal = [(s, e) for s, e, _ in specials if _owned(own, s, e)]
+    control = [(s, e) for s, e, _ in specials if not _owned(own, s, e)]
+    eots = [(s, e) for s, e, _ in _find_all(text, renders.eot_strings) if not _owned(own, s, e)]
 
     first: dict[int, int] = {}
     last: dict[int, int] = {}
-    for j, k in enumerate(owner):
-        if k >= 0:
-            first.setdefault(k, j)
-            last[k] = j + 1
+    if count <= 64:  # a search per message, in C
+        for k in range(count):
+            j = own.find(chr(_PUA + k))
+            if j >= 0:
+                first[k], last[k] = j, own.rfind(chr(_PUA + k)) + 1
+    else:  # a long conversation: one pass over runs of one message's characters
+        for m in _OWNED_RUN.finditer(own):
+            k = ord(m.group(1)) - _PUA
+            first.setdefault(k, m.start())
+            last[k] = m.end()
     spans: dict[int, tuple[int, int]] = {}
     answers: dict[int, str] = {}
     no_eot: list[int] = []
@@ -270,13 +363,10 @@ def _locate(tokenizer, messages: list[dict], tools, want: list[int], gen_prompt:
         else:  # nothing of this turn's own text is visible (empty answer): start after the context
             p = q = None
         # start: the end of the context the model answers from
-        context = _try_render(tokenizer, messages[:i], tools, True) if i else None
+        context = renders.try_render(i, True) if i else None
         a = None
         if context:
-            n = 0
-            limit = min(len(context), len(text))
-            while n < limit and context[n] == text[n]:
-                n += 1
+            n = _common_prefix(context, text)
             if n < len(context):  # diverged inside the context: back off to where a marker or line ends
                 while n > prev_end and text[n - 1] not in ">\n]" and not text[n - 1].isspace():
                     n -= 1
@@ -298,7 +388,7 @@ def _locate(tokenizer, messages: list[dict], tools, want: list[int], gen_prompt:
         if p is None:
             p = q = a
         # end: the end-of-turn token that closes the turn
-        if messages[i].get("tool_calls") and not any(owner[j] == i for j in range(len(text))):
+        if messages[i].get("tool_calls") and i not in first:
             raise RowError(f"the chat template does not render tool calls (assistant message {i} has only "
                            "tool_calls); use a template that supports tools, or drop the row")
         closing = [e for s, e in eots if s >= q and e <= next_start]
@@ -391,28 +481,29 @@ def plan_row(tokenizer, example: dict, train_on: str = "assistant", turn_policy:
     messages, tools = example["messages"], example.get("tools")
     if len(messages) > _MAX_MESSAGES:
         raise RowError(f"{len(messages)} messages in one conversation; at most {_MAX_MESSAGES}")
+    renders = _Renders(tokenizer, messages, tools)
     if train_on == "all":
-        text = _render(tokenizer, messages, tools, False)
-        loc = _locate(tokenizer, messages, tools, [], "")
+        text = renders.render(len(messages), False)
+        loc = _locate(renders, len(messages), [], "")
         return [Plan(text, [(0, len(text))], loc.literal, policy="all")]
     turns = [i for i, m in enumerate(messages) if m["role"] == "assistant"]
     if not turns:
         raise RowError("no assistant turn to train")
     gp = _generation_prompt(tokenizer), _closing_text(tokenizer)
     end = turns[-1] + 1
-    full = _locate(tokenizer, messages[:end], tools, turns, *gp)
+    full = _locate(renders, end, turns, *gp)
     notes = [f"end-of-turn not trained (assistant turn {i})" for i in full.no_eot]
     if turn_policy == "last":
         return [Plan(full.text, [full.spans[turns[-1]]], full.literal, notes=notes, policy="last")]
     if turn_policy == "single" or len(turns) == 1:
-        rewritten = _rewritten(tokenizer, messages, tools, turns, full, gp) if turn_policy == "single" else []
+        rewritten = _rewritten(renders, turns, full, gp) if turn_policy == "single" else []
         if rewritten:
             notes.append(f"reasoning stripped from earlier turns (policy single applied; turns {rewritten} "
                          "trained as the full render shows them)")
         return [Plan(full.text, [full.spans[i] for i in turns], full.literal, notes=notes,
                      policy="single" if len(turns) > 1 else "")]
     # auto / per_turn: each earlier turn rendered as the last one
-    alone = {i: _locate(tokenizer, messages[:i + 1], tools, [i], *gp) for i in turns[:-1]}
+    alone = {i: _locate(renders, i + 1, [i], *gp) for i in turns[:-1]}
     alone[turns[-1]] = full
     # (compared without the end-of-turn: templates that close a turn only when more follows)
     same = all(full.answer[i] == alone[i].answer[i] for i in turns)
@@ -427,10 +518,10 @@ def plan_row(tokenizer, example: dict, train_on: str = "assistant", turn_policy:
     return out
 
 
-def _rewritten(tokenizer, messages, tools, turns, full: _Located, gp: tuple) -> list[int]:
+def _rewritten(renders: _Renders, turns, full: _Located, gp: tuple) -> list[int]:
     out = []
     for i in turns[:-1]:
-        loc = _locate(tokenizer, messages[:i + 1], tools, [i], *gp)
+        loc = _locate(renders, i + 1, [i], *gp)
         if full.answer[i] != loc.answer[i]:
             out.append(i)
     return out
