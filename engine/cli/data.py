@@ -98,7 +98,7 @@ def _load(cmd: str, path: str, fmt: str | None, split: str | None = None, text_d
 
 def _load_spec(cmd: str, spec):
     from engine.data.errors import DataError
-    from engine.data.sources import identify, load
+    from engine.data.sources import load
 
     try:
         src = load(spec)
@@ -109,6 +109,14 @@ def _load_spec(cmd: str, spec):
     if not src.rows and src.load.kind not in ("text", "text_dir"):
         why = f"; first problem: {src.problems[0].message}" if src.problems else ""
         return src, None, f"no readable rows{why}"
+    return _identified(spec, src)
+
+
+def _identified(spec, src):
+    """(source, format or None, why): the source's format as detected or given."""
+    from engine.data.errors import DataError
+    from engine.data.sources import identify
+
     try:
         identify(src)
     except DataError as e:
@@ -151,7 +159,7 @@ def _head_source(spec):
     from engine.data import paged
     from engine.data.errors import DataError, RowProblem
     from engine.data.load import LoadResult
-    from engine.data.sources import Source, identify
+    from engine.data.sources import Source
 
     if spec.split:
         return None
@@ -174,12 +182,7 @@ def _head_source(spec):
     src = Source(spec, res, M.apply_all(rows, spec.mapping), "", "")
     if not src.rows:
         return None  # no readable row in the head: load reports the file as load sees it
-    try:
-        identify(src)
-    except DataError as e:
-        return src, None, str(e)
-    return src, src.fmt, ("given with --format" if spec.format != "auto" and src.reason == "set by data.format"
-                          else src.reason)
+    return _identified(spec, src)
 
 
 def _batches(spec, src, streamed: bool):
