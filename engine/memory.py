@@ -473,8 +473,8 @@ def _read_config_json(path: Path) -> dict[str, Any]:
     return data
 
 
-def detect_gpu_total() -> int | None:
-    """Total memory of the first visible GPU in bytes, via NVML; None without one."""
+def _nvml(query):
+    """`query(pynvml)` between NVML's init and shutdown; None without a driver or on any NVML error."""
     try:
         import pynvml
     except ImportError:
@@ -484,12 +484,7 @@ def detect_gpu_total() -> int | None:
     except Exception:
         return None
     try:
-        if pynvml.nvmlDeviceGetCount() < 1:
-            return None
-        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
-        index = int(visible) if visible.isdigit() else 0
-        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-        return int(pynvml.nvmlDeviceGetMemoryInfo(handle).total)
+        return query(pynvml)
     except Exception:
         return None
     finally:
@@ -497,6 +492,22 @@ def detect_gpu_total() -> int | None:
             pynvml.nvmlShutdown()
         except Exception:
             pass
+
+
+def detect_gpu_total() -> int | None:
+    """Total memory of the first visible GPU in bytes, via NVML; None without one."""
+    def total(nv):
+        if nv.nvmlDeviceGetCount() < 1:
+            return None
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
+        index = int(visible) if visible.isdigit() else 0
+        return int(nv.nvmlDeviceGetMemoryInfo(nv.nvmlDeviceGetHandleByIndex(index)).total)
+    return _nvml(total)
+
+
+def nvml_gpu_count() -> int | None:
+    """The GPUs NVML counts (ignoring CUDA_VISIBLE_DEVICES); None without a driver or GPU."""
+    return _nvml(lambda nv: int(nv.nvmlDeviceGetCount()) or None)
 
 
 def largest_fitting_batch(cfg: RunConfig, model_config: dict[str, Any], gpu_total: int,

@@ -124,21 +124,7 @@ def detect_gpu_count() -> int | None:
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:  # set, even empty (CUDA then sees no GPU)
         return len([v for v in visible.split(",") if v.strip()]) or None
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-    except Exception:
-        return None
-    try:
-        return int(pynvml.nvmlDeviceGetCount()) or None
-    except Exception:
-        return None
-    finally:
-        try:
-            pynvml.nvmlShutdown()
-        except Exception:
-            pass
+    return M.nvml_gpu_count()
 
 
 # ---------------------------------------------------------------- auto-fit
