@@ -385,11 +385,29 @@ def _check_devices(cfg: RunConfig) -> None:
         if any(i < 0 for i in dv) or len(set(dv)) != len(dv):
             raise ConfigError(f"train.devices: {dv!r} is not allowed; GPU indices are distinct numbers from 0 "
                               "up (as nvidia-smi lists them), such as [0, 1]")
-    n = device_count(dv)
-    if cfg.train.objective != "sft" and (n is None or n > 1):
-        raise ConfigError(f"train.devices: {dv!r} with train.objective: {cfg.train.objective} is not supported; "
-                          "preference objectives train on one device: set train.devices: 1, or use "
-                          "train.objective: sft on several")
+    problem = preference_parallel_problem(cfg, device_count(dv))  # 'all': checked once the count is known
+    if problem:
+        raise ConfigError(problem)
+
+
+def preference_parallel_problem(cfg: RunConfig, processes: int | None) -> str | None:
+    """Why cfg's preference objective cannot train on `processes` processes (None: not
+    known yet), or None. LoRA/QLoRA train DPO, ORPO and KTO with data parallelism (DDP);
+    full fine-tuning shards the model with FSDP2, which the preference step (and the
+    reference log-probs cached by one process) does not run under."""
+    obj = cfg.train.objective
+    if obj == "sft" or not processes or processes <= 1:
+        return None
+    if cfg.method == "full":
+        return (f"train.objective: {obj} with method: full trains on one device, not on {processes} processes "
+                f"(full fine-tuning on several shards the model with FSDP2; preference objectives run on several "
+                f"with adapters and DDP); set train.devices: 1 (or --devices 1), or use method: lora (or qlora) "
+                f"to train {obj} on {processes} devices")
+    if cfg.train.strategy == "fsdp2":
+        return (f"train.objective: {obj} with train.strategy: fsdp2 is not supported on {processes} processes "
+                f"(preference objectives run on several with DDP); set train.strategy: ddp (or auto), or "
+                f"train.devices: 1")
+    return None
 
 
 def from_dict(data: Any) -> RunConfig:
