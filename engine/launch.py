@@ -164,10 +164,9 @@ def spawn(run_dir: Path, resume: bool = False, pipe: bool = True, extra_env: dic
         devices = C.load(run_dir / rundir.CONFIG).train.devices
     nproc, visible = plan_processes(devices) if devices != 1 else (1, None)
     if nproc > 1 or dist.nnodes > 1:
-        objective = C.load(run_dir / rundir.CONFIG).train.objective
-        if objective != "sft":
-            raise C.ConfigError(f"train.devices: {devices!r} means {nproc} processes, and train.objective: "
-                                f"{objective} trains on one device; pass --devices 1")
+        problem = C.preference_parallel_problem(C.load(run_dir / rundir.CONFIG), nproc * dist.nnodes)
+        if problem:
+            raise C.ConfigError(problem)
         argv = torchrun_argv(run_dir, nproc, dist)
     else:
         argv = [sys.executable, "-m", "engine", "run", str(run_dir)]

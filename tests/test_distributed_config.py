@@ -24,9 +24,25 @@ def test_devices_refuses_bad_values_naming_the_field(value, words):
     assert str(e.value).startswith("train.devices:") and words in str(e.value)
 
 
-def test_preference_objectives_are_refused_on_several_devices():
-    with pytest.raises(C.ConfigError, match="train.devices: 2 with train.objective: dpo"):
-        C.from_dict({"train": {"devices": 2, "objective": "dpo"}})
+@pytest.mark.parametrize("objective", ["dpo", "orpo", "kto"])
+def test_preference_objectives_train_on_several_devices_with_adapters(objective):
+    for method in ("lora", "qlora"):
+        cfg = C.from_dict({"method": method, "train": {"devices": 2, "objective": objective}})
+        assert cfg.train.devices == 2
+
+
+@pytest.mark.parametrize("data, words", [
+    ({"method": "full", "train": {"devices": 2, "objective": "dpo"}}, ["method: full", "method: lora", "devices: 1"]),
+    ({"train": {"devices": [0, 1], "objective": "kto", "strategy": "fsdp2"}},
+     ["train.strategy: fsdp2", "train.strategy: ddp", "devices: 1"]),
+])
+def test_preference_objectives_refuse_fsdp2_on_several_devices_naming_the_fix(data, words):
+    with pytest.raises(C.ConfigError) as e:
+        C.from_dict(data)
+    assert str(e.value).startswith(f"train.objective: {data['train']['objective']}")
+    assert all(w in str(e.value) for w in words), str(e.value)
+    data["train"]["devices"] = 1  # one device: fine
+    C.from_dict(data)
 
 
 def test_devices_may_change_on_resume():
@@ -78,10 +94,15 @@ def test_torchrun_command_one_machine_and_several(tmp_path):
         launch.torchrun_argv(tmp_path, 8, launch.DistOptions(nnodes=2))
 
 
-def test_cli_refuses_dpo_on_two_devices_before_creating_a_run(tmp_path):
-    res = ftwb("train", "--demo", "dpo", "--devices", "2", "--runs-dir", str(tmp_path / "runs"), timeout=120)
+def test_cli_refuses_full_fine_tuning_dpo_on_two_devices_before_creating_a_run(tmp_path):
+    from engine.demo import demo_config
+
+    cfg = demo_config("dpo")
+    cfg.method = "full"
+    res = ftwb("train", str(write_config(cfg, tmp_path / "run.yaml")), "--devices", "2",
+               "--runs-dir", str(tmp_path / "runs"), timeout=120)
     assert res.returncode == 2, res.stderr
-    assert "train.devices" in res.stderr and "Traceback" not in res.stderr
+    assert "method: full" in res.stderr and "method: lora" in res.stderr and "Traceback" not in res.stderr
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
 

@@ -13,7 +13,9 @@ next epoch's (wrapping), so every rank has grad_accum micro-batches at every ste
 loss is divided by the step's GLOBAL trained-token count and the gradients are summed
 over the ranks, so the step equals that one-process step up to float summation order.
 The data position stays a micro-batch index of the plan, whatever the world size: a run
-resumed on a different number of processes continues at the same example.
+resumed on a different number of processes continues at the same example. Preference
+objectives (DPO, ORPO, KTO with LoRA/QLoRA) take the same windows: their step divides by
+the step's global pair and chosen-token counts (engine.train.preference).
 """
 from __future__ import annotations
 
@@ -104,7 +106,7 @@ class Trainer:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.lengths = [preference.item_length(x) for x in train]  # a pair counts both its sides
         # dpo/orpo: the preference objective computes each step's loss (None = SFT).
-        self.pref = (preference.PreferenceObjective(cfg, model, self.pad_id, self.attn, device)
+        self.pref = (preference.PreferenceObjective(cfg, model, self.pad_id, self.attn, device, self.world)
                      if cfg.train.objective != "sft" else None)
         if self.pref is not None and self.pref.needs_cached_reference:
             self.pref.cache_reference(run_dir, {"train": train, "val": val}, emit)
@@ -307,8 +309,8 @@ class Trainer:
             if self.world.is_distributed:  # the loss is a mean over the whole step's trained tokens
                 n_trained, n_tokens = (int(x) for x in self.world.all_reduce([n_trained, n_tokens]))
             n_trained = n_trained or 1
-        else:
-            n_trained, n_tokens = pref["trained"], pref["tokens"]
+        else:  # the step's global counts (all-reduced by the objective)
+            n_trained, n_tokens, my_tokens = pref["trained"], pref["tokens"], pref["my_tokens"]
         # No host sync in here: the loss is summed on the device and read once per step below.
         for b in (counted if not pref else []):
             self._current_shape = tuple(b["input_ids"].shape)
@@ -362,7 +364,7 @@ class Trainer:
         self.state.tokens_seen += n_tokens
         self.state.trained_tokens += n_trained
         return {"loss": loss, "lr": lr, "grad_norm": grad_norm, "tokens": n_tokens, "trained": n_trained,
-                "pref": pref, "skipped": skipped, "my_tokens": my_tokens if not pref else n_tokens}
+                "pref": pref, "skipped": skipped, "my_tokens": my_tokens}
 
     def _inject(self, loss: float, grad_norm: float) -> tuple[float, float]:
         kind, _, at = _FAULT.partition("@")

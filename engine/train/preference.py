@@ -13,6 +13,15 @@ The reference: for LoRA/QLoRA the same model with its adapter disabled (no secon
 for full fine-tuning the reference log-probs are computed once before training and cached
 in the run directory (reference_logps.json), so a resumed run reuses them.
 
+On several processes (LoRA/QLoRA, gradients summed by the trainer) each rank computes its
+share of a step's micro-batches: the step's pair and chosen-token counts are all-reduced
+before any backward pass, so every rank divides by the GLOBAL counts and the summed
+gradients are one process's; the loss and reward statistics are reduced as sums after it.
+KTO's KL estimate is per micro-batch, and the micro-batches are those of one process
+whatever the world size, so it needs no gathering (TRL gathers it because its batch is
+per device). Validation splits the micro-batches over the ranks and reduces the sums.
+Every rank makes the same collective calls: one before and one after a step's passes.
+
 Torch is imported inside the functions that need it.
 """
 from __future__ import annotations
@@ -23,6 +32,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from engine import distributed
 from engine.data import pack
 from engine.data.preference import item_length, side_items, trained_count
 from engine.train.loss import CHUNK_TOKENS, _decoder_and_head
@@ -176,8 +186,9 @@ class PreferenceObjective:
     """Computes one optimizer step's preference loss over grad_accum micro-batches
     (calling backward on each) and the reward statistics of the step."""
 
-    def __init__(self, cfg, model, pad_id: int, attn: str, device: str):
+    def __init__(self, cfg, model, pad_id: int, attn: str, device: str, world: distributed.World | None = None):
         self.cfg, self.model, self.pad_id, self.attn, self.device = cfg, model, pad_id, attn, device
+        self.world = world or distributed.world()
         self.p = cfg.preference
         self.objective = cfg.train.objective
         with_reference = self.objective in ("dpo", "kto")  # ORPO needs none
@@ -272,14 +283,18 @@ class PreferenceObjective:
                 "logps_chosen": pc.detach(), "logps_rejected": pr.detach()}
 
     def step(self, micro_batches: list[list[dict]], backward: bool = True) -> dict:
-        """Loss of one step = mean over its pairs of the pair loss (+ weight * the chosen
-        answers' NLL per token). Returns the loss, reward statistics and token counts."""
+        """Loss of one step = mean over its pairs (all ranks') of the pair loss (+ weight *
+        the chosen answers' NLL per token). `micro_batches` is this rank's share. Returns
+        the step's loss, reward statistics and token counts (global; `my_tokens` this
+        rank's)."""
         import torch
 
         batches = [self._to_device(collate_pairs(items, self.cfg.data.packing, self.pad_id, self.attn))
                    for items in micro_batches]
         n_pairs = sum(len(items) for items in micro_batches)
-        chosen_tokens = float(sum(trained_count(it["labels"]) for items in micro_batches for it in items)) or 1.0
+        chosen_tokens = float(sum(trained_count(it["labels"]) for items in micro_batches for it in items))
+        n_pairs, chosen_tokens = self.world.all_reduce([n_pairs, chosen_tokens])  # before any backward
+        n_pairs, chosen_tokens = max(int(n_pairs), 1), chosen_tokens or 1.0
         total, stats = 0.0, _Stats()
         nll_total = 0.0
         for b in batches:
@@ -291,11 +306,13 @@ class PreferenceObjective:
             total += float(loss.detach())
             nll_total += float(t["nll_sum"].detach())
             stats.add(t)
-        out = {"loss": total, "nll": nll_total / chosen_tokens,
-               "tokens": sum(b["num_tokens"] for b in batches),
-               "trained": sum(b["num_trained"] for b in batches), "pairs": n_pairs,
-               "shape": tuple(batches[-1]["input_ids"].shape)}
-        out.update(stats.summary())
+        tokens = sum(b["num_tokens"] for b in batches)
+        sums = self.world.all_reduce([total, nll_total, tokens, sum(b["num_trained"] for b in batches),
+                                      *stats.sums()])
+        total, nll_total, all_tokens, trained = sums[:4]
+        out = {"loss": total, "nll": nll_total / chosen_tokens, "tokens": int(all_tokens), "trained": int(trained),
+               "my_tokens": tokens, "pairs": n_pairs, "shape": tuple(batches[-1]["input_ids"].shape)}
+        out.update(_Stats.summary(sums[4:], kto=self.objective == "kto"))
         return out
 
     def evaluate(self, items: list[dict]) -> dict | None:
@@ -305,11 +322,12 @@ class PreferenceObjective:
         if not items:
             return None
         mbs = self.cfg.train.micro_batch_size
+        starts = list(range(0, len(items), mbs))[self.world.rank::self.world.world_size]  # this rank's share
         was_training = self.model.training
         self.model.eval()
         total, stats, nll, tokens = 0.0, _Stats(), 0.0, 0.0
         with torch.no_grad():
-            for i in range(0, len(items), mbs):
+            for i in starts:
                 b = self._to_device(collate_pairs(items[i:i + mbs], self.cfg.data.packing, self.pad_id, self.attn))
                 t = self.batch_terms(b)
                 total += float(t["losses"].sum())
@@ -317,51 +335,67 @@ class PreferenceObjective:
                 tokens += t["chosen_tokens"]
                 stats.add(t)
         self.model.train(was_training)
+        sums = self.world.all_reduce([total, nll, tokens, *stats.sums()])
+        total, nll, tokens = sums[:3]
         weight = {"dpo": self.p.rpo_alpha, "orpo": 1.0}.get(self.objective, 0.0)  # of the chosen NLL
         mean_nll = nll / max(tokens, 1.0)
         out = {"loss": total / len(items) + weight * mean_nll, "nll": mean_nll,
                "perplexity": math.exp(min(mean_nll, 50.0))}
-        out.update(stats.summary())
+        out.update(_Stats.summary(sums[3:], kto=self.objective == "kto"))
         return out
 
 
 class _Stats:
-    """Running means of the reward statistics: per pair, or for KTO per row (chosen = the
-    rows labelled good, rejected = those labelled bad; accuracy = the share of rows whose
-    reward has the sign of their label; kl = the mean KL estimate)."""
+    """Sums behind the reward statistics, as a flat list so several processes add theirs
+    in one all_reduce: per pair, or for KTO per row (chosen = the rows labelled good,
+    rejected = those labelled bad; accuracy = the share of rows whose reward has the sign
+    of their label; kl = the mean over micro-batches of their KL estimate)."""
+
+    KEYS = ("c", "r", "right", "n", "lc", "n_lc", "lr", "n_lr", "good", "n_good", "bad", "n_bad", "kl", "n_kl")
 
     def __init__(self):
-        self.vals: dict[str, list[float]] = {k: [] for k in ("c", "r", "lc", "lr", "good", "bad", "kl")}
+        self.v = dict.fromkeys(self.KEYS, 0.0)
 
     def add(self, t: dict) -> None:
+        v = self.v
         if "kto_labels" in t:
             for reward, good in zip(t["rewards"].tolist(), t["kto_labels"].tolist()):
-                self.vals["good" if good else "bad"].append(reward)
-            self.vals["kl"].append(t["kl"])
+                side = "good" if good else "bad"
+                v[side] += reward
+                v["n_" + side] += 1
+                v["right"] += (reward > 0) if good else (reward < 0)
+                v["n"] += 1
+            v["kl"] += t["kl"]
+            v["n_kl"] += 1
         else:
-            self.vals["c"] += t["rewards_chosen"].tolist()
-            self.vals["r"] += t["rewards_rejected"].tolist()
-        self.vals["lc"] += t["logps_chosen"].tolist()
-        self.vals["lr"] += t["logps_rejected"].tolist()
+            chosen, rejected = t["rewards_chosen"].tolist(), t["rewards_rejected"].tolist()
+            v["c"] += sum(chosen)
+            v["r"] += sum(rejected)
+            v["right"] += sum(1 for a, b in zip(chosen, rejected) if a > b)
+            v["n"] += len(chosen)
+        lc, lr = t["logps_chosen"].tolist(), t["logps_rejected"].tolist()
+        v["lc"], v["n_lc"] = v["lc"] + sum(lc), v["n_lc"] + len(lc)
+        v["lr"], v["n_lr"] = v["lr"] + sum(lr), v["n_lr"] + len(lr)
 
-    def summary(self) -> dict[str, float]:
-        v = self.vals
+    def sums(self) -> list[float]:
+        return [float(self.v[k]) for k in self.KEYS]
 
-        def mean(xs):
-            return sum(xs) / len(xs) if xs else 0.0
+    @classmethod
+    def summary(cls, sums: list[float], kto: bool) -> dict[str, float]:
+        v = dict(zip(cls.KEYS, sums))
 
-        if v["kl"]:
-            good, bad = v["good"], v["bad"]
-            right = sum(1 for x in good if x > 0) + sum(1 for x in bad if x < 0)
-            return {"rewards_chosen": mean(good), "rewards_rejected": mean(bad),
-                    "reward_margin": mean(good) - mean(bad), "reward_accuracy": right / max(len(good) + len(bad), 1),
-                    "logps_chosen": mean(v["lc"]), "logps_rejected": mean(v["lr"]), "kl": mean(v["kl"])}
-        c, r = v["c"], v["r"]
-        n = max(len(c), 1)
-        return {"rewards_chosen": sum(c) / n, "rewards_rejected": sum(r) / n,
-                "reward_margin": sum(a - b for a, b in zip(c, r)) / n,
-                "reward_accuracy": sum(1.0 for a, b in zip(c, r) if a > b) / n,
-                "logps_chosen": mean(v["lc"]), "logps_rejected": mean(v["lr"])}
+        def mean(key):
+            return v[key] / v["n_" + key] if v["n_" + key] else 0.0
+
+        out = {"reward_accuracy": v["right"] / max(v["n"], 1), "logps_chosen": mean("lc"),
+               "logps_rejected": mean("lr")}
+        if kto:
+            out.update(rewards_chosen=mean("good"), rewards_rejected=mean("bad"),
+                       reward_margin=mean("good") - mean("bad"), kl=mean("kl"))
+        else:
+            n = max(v["n"], 1)
+            out.update(rewards_chosen=v["c"] / n, rewards_rejected=v["r"] / n, reward_margin=(v["c"] - v["r"]) / n)
+        return out
 
 
 def _items_key(splits: dict[str, list[dict]]) -> str:

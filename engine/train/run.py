@@ -316,9 +316,9 @@ def _run(run_dir: Path, resume: bool, world) -> int:
         cfg = C.load(run_dir / rundir.CONFIG)
         from engine.trackers import open_mirror
 
-        if world.is_distributed and cfg.train.objective != "sft":
-            raise C.ConfigError(f"train.objective: {cfg.train.objective} trains on one device, and this run has "
-                                f"{world.world_size} processes; set train.devices: 1 (or --devices 1)")
+        problem = C.preference_parallel_problem(cfg, world.world_size)
+        if problem:  # train.devices: all, or torchrun started by hand
+            raise C.ConfigError(problem)
         mirror = open_mirror(cfg, run_dir, emit) if main else None
         if mirror is not None:
             emit = mirror.wrap(emit)
@@ -342,6 +342,11 @@ def _run(run_dir: Path, resume: bool, world) -> int:
             ckpts = [Path(p) for p in world.broadcast_object([str(p) for p in ckpts])]
         ranks = world.gather_object(world.describe())
         strategy, why = _strategy(cfg, world, device)
+        if strategy == "fsdp2" and cfg.train.objective != "sft":  # chosen by the memory estimate
+            raise C.ConfigError(f"train.objective: {cfg.train.objective} runs on several processes with DDP, and "
+                                f"this run would shard the model with FSDP2 ({why}); use method: qlora or a smaller "
+                                "data.max_seq_len / train.micro_batch_size so each GPU holds the model, or "
+                                "train.devices: 1")
         if resume and not ckpts:
             raise C.ConfigError(f"{run_dir} has no intact checkpoint to resume from")
         resumed_from = int(ckpts[-1].name.split("-")[-1]) if ckpts else None
