@@ -58,18 +58,21 @@ async def test_bad_values_are_explained_under_the_field_and_block_the_launch(tmp
         for path, value, expect, good in BAD:
             editor = screen.query_one("#cfg-" + path.replace(".", "--"), Input)
             editor.value = value
-            await pilot.pause(0.1)
-            assert expect in _error_under(screen, path)
+            await wait_for(pilot, lambda: expect in _error_under(screen, path), what=f"the error under {path}")
             assert not screen.valid and expect in app.config_problem
             assert "a run cannot start" in _text(screen.query_one("#config-status"))
+            refusals = sum("Cannot start" in n.message for n in app._notifications)
             app.action_start_run()
+            # The refusal is the sign the start was handled; only then is "no run" meaningful.
+            await wait_for(pilot, lambda: sum("Cannot start" in n.message for n in app._notifications) > refusals,
+                           what="the refusal to start")
             await pilot.pause(0.1)
             assert app.session is None and type(app.screen).__name__ == "ConfigScreen"
             assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
             # Fixing it clears the message and the block.
             editor.value = good
-            await pilot.pause(0.1)
-            assert _error_under(screen, path) == "" and screen.valid and app.config_problem is None
+            await wait_for(pilot, lambda: _error_under(screen, path) == "" and screen.valid
+                           and app.config_problem is None, what=f"{path} fixed")
 
 
 async def test_unknown_choice_is_refused_with_the_allowed_ones(tmp_path):
@@ -93,12 +96,11 @@ async def test_cross_field_problem_shows_under_the_field_just_edited(tmp_path):
         screen = app.screen
         screen.query_one("#cfg-data--val_split", Input).value = "0.5"
         screen.query_one("#cfg-data--test_split", Input).value = "0.45"
-        await pilot.pause(0.1)
-        assert "leaves almost nothing to train on" in _error_under(screen, "data.test_split")
+        await wait_for(pilot, lambda: "leaves almost nothing to train on" in _error_under(screen, "data.test_split"),
+                       what="the cross-field error")
         assert not screen.valid
         screen.query_one("#cfg-data--test_split", Input).value = "0.1"
-        await pilot.pause(0.1)
-        assert screen.valid and app.config.data.test_split == 0.1
+        await wait_for(pilot, lambda: screen.valid and app.config.data.test_split == 0.1, what="the split fixed")
 
 
 @pytest.mark.parametrize("key", [p.key for p in P.PRESETS])
@@ -143,7 +145,7 @@ async def test_save_load_round_trip_is_atomic_and_asks_before_overwriting(tmp_pa
         screen = app.screen
         screen.query_one("#cfg-lora--r", Input).value = "32"
         screen.query_one("#config-file", Input).value = str(out)
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: app.config.lora.r == 32, what="lora.r in the config")
         await pilot.press("ctrl+s")
         # The form came from the bundled demo, not from this file: saving there asks first.
         await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmDialog")
@@ -250,7 +252,7 @@ async def test_auto_fit_proposes_a_batch_that_fits_and_keeps_the_effective_batch
         await open_config(pilot, app)
         screen = app.screen
         screen.query_one("#gpu-target", Select).value = 24
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: screen.gpu_total == 24 * E.GB, what="the 24 GB target")
         await pilot.press("f6")
         await wait_for(pilot, lambda: type(app.screen).__name__ == "DiffView", timeout=20)
         rows = {p: (a, b) for p, a, b in app.screen.rows}
@@ -277,14 +279,13 @@ async def test_effective_batch_and_steps_update_as_you_type(tmp_path):
         summary = screen.query_one(BatchSummary)
         await wait_for(pilot, lambda: getattr(summary, "steps", None) == 225)  # 900 rows / 4
         screen.query_one("#cfg-train--grad_accum", Input).value = "5"
-        await pilot.pause(0.05)
-        assert summary.effective_batch == 20 and summary.steps == 45
+        await wait_for(pilot, lambda: summary.effective_batch == 20 and summary.steps == 45, what="batch 20, 45 steps")
         text = str(summary.render())
         assert "effective batch 20 = 4 micro x 5 accum x 1 device" in text and "≈ 45" in text
         assert "approximate" in text
         screen.query_one("#cfg-train--max_steps", Input).value = "12"
-        await pilot.pause(0.05)
-        assert summary.steps == 12 and "≈" not in str(summary.render())
+        await wait_for(pilot, lambda: summary.steps == 12, what="12 steps")
+        assert "≈" not in str(summary.render())
 
 
 async def test_diff_against_the_last_run_lists_the_changed_fields(tmp_path):
@@ -295,7 +296,7 @@ async def test_diff_against_the_last_run_lists_the_changed_fields(tmp_path):
     async with app.run_test(size=(120, 40)) as pilot:
         await open_config(pilot, app)
         app.screen.query_one("#cfg-train--learning_rate", Input).value = "0.0001"
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: app.config.train.learning_rate == 1e-4, what="the new learning rate")
         await pilot.press("f4")
         await wait_for(pilot, lambda: type(app.screen).__name__ == "DiffView")
         rows = {p: (a, b) for p, a, b in app.screen.rows}
@@ -313,9 +314,9 @@ async def test_target_module_checkboxes_and_text_follow_each_other(tmp_path):
         await wait_for(pilot, lambda: app.config.lora.target_modules != "all-linear")
         assert "gate_proj" not in app.config.lora.target_modules and "q_proj" in app.config.lora.target_modules
         screen.query_one("#cfg-lora--target_modules", Input).value = "q_proj, v_proj"
-        await pilot.pause(0.1)
-        assert app.config.lora.target_modules == ["q_proj", "v_proj"]
-        assert screen.query_one("#mod-v_proj").value and not screen.query_one("#mod-k_proj").value
+        await wait_for(pilot, lambda: app.config.lora.target_modules == ["q_proj", "v_proj"]
+                       and screen.query_one("#mod-v_proj").value and not screen.query_one("#mod-k_proj").value,
+                       what="the boxes following the text")
 
 
 @pytest.mark.slow  # the child process loads torch to look for CUDA
