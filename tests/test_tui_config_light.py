@@ -9,8 +9,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 HEAVY = ("torch", "transformers", "peft", "bitsandbytes", "datasets")
 
+# Each step waits for its own result (a new estimate, the workers done), so the imports
+# are checked after the work really ran, however slow the machine.
 SCRIPT = r"""
 import asyncio, sys
+sys.path.insert(0, %r)
+from pilot_helpers import wait_for
 from tui.app import FtwbApp
 from tui.services.open_target import resolve
 
@@ -18,21 +22,24 @@ async def main():
     t = resolve(None); t.mode = "config"
     app = FtwbApp(t, theme="ftwb-256", runs_dir=sys.argv[1], sample_devices=False)
     async with app.run_test(size=(80, 24)) as pilot:
-        while getattr(app.screen, "_synced", None) is None:
-            await pilot.pause(0.05)
+        await wait_for(pilot, lambda: getattr(app.screen, "_synced", None) is not None, 60, "the config screen")
         screen = app.screen
-        await pilot.pause(0.6)
-        assert screen.query_one("#memory-bar").view is not None, "no estimate"
+        bar = screen.query_one("#memory-bar")
+        await wait_for(pilot, lambda: bar.view is not None, 60, "the estimate")
+        before = bar.view
         screen.apply_preset("qlora")
+        await wait_for(pilot, lambda: bar.view is not before, 60, "the QLoRA estimate")
         screen.action_auto_fit()
-        await pilot.pause(1.0)
+        await app.workers.wait_for_complete()
         from engine.config_import import import_config
+        before = bar.view
         screen.fill(import_config(sys.argv[2]).config)
-        await pilot.pause(0.6)
+        await wait_for(pilot, lambda: bar.view is not before, 60, "the imported config's estimate")
+        await app.workers.wait_for_complete()
     print("HEAVY", [m for m in %r if m in sys.modules])
 
 asyncio.run(main())
-""" % (HEAVY,)
+""" % (str(ROOT / "tests"), HEAVY)
 
 
 def test_config_screen_work_imports_no_heavy_libraries(tmp_path):

@@ -12,6 +12,8 @@ HEAVY = ("torch", "transformers", "peft", "bitsandbytes", "datasets")
 SCRIPT = r"""
 import asyncio, sys, time
 t0 = time.perf_counter()
+sys.path.insert(0, %r)
+from pilot_helpers import wait_for
 import tui.app
 from tui.app import FtwbApp
 from tui.services.open_target import resolve
@@ -21,15 +23,17 @@ async def main():
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause(0.05)
         first = time.perf_counter() - t0
-        for key in ("1", "2", "4", "3"):
+        for key, name in (("1", "DataWorkbenchScreen"), ("2", "ConfigScreen"), ("4", "RunsScreen"),
+                          ("3", "TrainScreen")):
             await pilot.press(key)
-            await pilot.pause(0.3)
+            await wait_for(pilot, lambda: type(app.screen).__name__ == name, 60, name)
+            await pilot.pause(0.3)  # the screen's own mount-time work
     heavy = [m for m in %r if m in sys.modules]
     print("HEAVY", heavy)
     print("FIRST", round(first, 3))
 
 asyncio.run(main())
-""" % (HEAVY,)
+""" % (str(ROOT / "tests"), HEAVY)
 
 
 def test_tui_start_up_imports_no_heavy_libraries(tmp_path):
