@@ -37,16 +37,16 @@ async def test_bad_input_shows_a_message_and_the_readable_rows(tmp_path, case):
     app = Host(p, model_path=None)
     async with app.run_test(size=(120, 30)) as pilot:
         await wait_for(pilot, lambda: app.screen.loaded, what="loaded")
-        await pilot.pause(0.2)
         if words:
             await wait_for(pilot, lambda: words in banner(app), what=f"banner with {words!r}")
         else:
+            await pilot.pause(0.2)  # a banner would come right after the load
             assert banner(app) == ""
         wb = app.screen.wb
         readable = 0 if wb is None else sum(1 for i in range(len(wb)) if wb.row(i).data is not None)
         assert readable == rows
         if rows:
-            assert "hello" in "\n".join(visible_rows(app))
+            await wait_for(pilot, lambda: "hello" in "\n".join(visible_rows(app)), what="the readable rows shown")
 
 
 async def test_a_50mb_single_line_is_shown_without_parsing_it_in_the_table(tmp_path):
@@ -60,6 +60,7 @@ async def test_a_50mb_single_line_is_shown_without_parsing_it_in_the_table(tmp_p
         await wait_for(pilot, lambda: app.screen.loaded, what="loaded")
         table = app.screen.query_one(RowsTable)
         assert table.count == 3
+        await wait_for(pilot, lambda: "MB line" in visible_rows(app)[1], what="the huge line's preview")
         lines = visible_rows(app)
         assert "MB line" in lines[1] and "hello" in lines[0] and "hello" in lines[2]
         await pilot.press("down")

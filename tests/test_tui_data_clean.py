@@ -8,7 +8,7 @@ from pathlib import Path
 
 from textual.widgets import TextArea
 
-from tui.widgets.data.dialogs import EditDialog, VersionsDialog
+from tui.widgets.data.dialogs import EditDialog, SplitDialog, VersionsDialog
 from tui.widgets.data.rows_table import RowsTable
 from tui_data_helpers import Host, sha256, visible_rows, wait_for
 
@@ -56,7 +56,7 @@ async def test_edit_delete_undo_redo_and_save_never_touch_the_source(tmp_path):
         dropped = len(scr.wb.session.ops[-1]["rows"])
         assert dropped > 0
         await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: hasattr(scr, "last_saved"), what="version saved")
+        await wait_for(pilot, lambda: scr.last_saved is not None, what="version saved")
         info = scr.last_saved
         manifest = json.loads(info.manifest_path.read_text())
         assert [op["op"] for op in manifest["operations"]] == ["delete_rows", "restore_rows", "edit_field",
@@ -80,8 +80,9 @@ async def test_split_writes_files_and_reports_leakage(tmp_path):
         scr = app.screen
         await wait_for(pilot, lambda: scr.loaded, what="loaded")
         await pilot.press("p")
+        await wait_for(pilot, lambda: isinstance(app.screen, SplitDialog), what="the split dialog")
         await pilot.press("ctrl+s")
-        await wait_for(pilot, lambda: hasattr(scr, "last_split"), what="split written")
+        await wait_for(pilot, lambda: getattr(scr, "last_split", None) is not None, what="split written")
         res = scr.last_split
         assert set(res.files) == {"train", "val"}
         assert sum(res.rows.values()) == 411        # every readable row, once

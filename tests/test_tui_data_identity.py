@@ -57,23 +57,26 @@ async def test_the_same_row_is_line_5_row_2_on_screen_in_the_cli_and_in_the_mani
         await wait_for(pilot, lambda: data.loaded and data.wb is not None, 30, "the file indexed")
         table = data.query_one(RowsTable)
         table.move_to_source(3)
-        await pilot.pause(0.2)
         assert data.wb.label(3) == "line 5 (row 2)"
-        assert "line 5 (row 2)" in str(data.query_one("#row-turns").render())
+        await wait_for(pilot, lambda: "line 5 (row 2)" in str(data.query_one("#row-turns").render()),
+                       what="line 5 in the row view")
         await pilot.press("x")
         await wait_for(pilot, lambda: data.wb.unsaved() == 1, 30, "the delete")
         assert any("deleted line 5 (row 2)" in n.message for n in app._notifications)
 
         # The unreadable line is a row: it can be deleted, and a second delete restores it.
         table.move_to_source(2)
-        await pilot.pause(0.1)
         assert data.wb.label(2) == "line 3 (unreadable)"
+        await wait_for(pilot, lambda: "line 3 (unreadable)" in str(data.query_one("#row-turns").render()),
+                       what="line 3 in the row view")
         await pilot.press("x")
         await wait_for(pilot, lambda: data.wb.unsaved() == 2, 30, "the unreadable line deleted")
         assert data.wb.deleted(2)
         # An operation that changes nothing is not logged.
         await pilot.press("D")
-        await pilot.pause(1.0)
+        await wait_for(pilot, lambda: any("exact duplicate rows" in n.message for n in app._notifications),
+                       what="the drop-duplicates result")
+        await pilot.pause(0.2)
         assert data.wb.unsaved() == 2
 
         await pilot.press("ctrl+s")
@@ -106,6 +109,7 @@ async def test_quit_with_unsaved_cleaning_asks_save_discard_cancel(tmp_path):
             assert "1 unsaved operation" in app.screen.question
             await pilot.press(answer)
             if saved is None:
+                await wait_for(pilot, lambda: not isinstance(app.screen, ChoiceDialog), what="the prompt closed")
                 await pilot.pause(0.3)
                 assert app.is_running and data.wb.unsaved() == 1  # cancel: nothing lost, still here
                 continue
