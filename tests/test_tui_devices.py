@@ -73,8 +73,9 @@ async def _open(run: Path, size: tuple[int, int]):
 
 async def _settled(app, pilot) -> GpuPane:
     await wait_for(pilot, lambda: app.session is not None and app.session.state.finished, what="replay done")
-    app.screen.redraw(force=True)
-    await pilot.pause(0.3)
+    await wait_for(pilot, lambda: type(app.screen).__name__ == "TrainScreen", what="the Train screen")
+    app.screen.redraw(force=True)  # draws the whole state now, whatever the refresh timer did
+    await wait_for(pilot, lambda: app.screen.query_one(GpuPane).content_region.width > 0, what="the pane laid out")
     return app.screen.query_one(GpuPane)
 
 
@@ -99,8 +100,9 @@ async def test_two_gpu_ranks_show_one_gauge_each_and_per_rank_throughput(tmp_pat
         assert lines[0].startswith("tok/s 2,050 = r0 1,020 + r1 1,030"), lines[0]
         title = app.screen.query_one("#train-title").render().plain
         assert "2 processes · DDP" in title
-        assert "2 processes · DDP: rank 0 node-a cuda:0, rank 1 node-a cuda:1" in \
-            "\n".join(app.screen.query_one(EventLog).texts)
+        # The log drains on its own timer, not with the redraw.
+        await wait_for(pilot, lambda: "2 processes · DDP: rank 0 node-a cuda:0, rank 1 node-a cuda:1" in
+                       "\n".join(app.screen.query_one(EventLog).texts), what="the ranks line in the log")
 
 
 async def test_cpu_ranks_show_one_rss_line_each(tmp_path):
@@ -189,7 +191,7 @@ async def test_config_devices_field_sets_the_effective_batch_and_round_trips_to_
         await wait_for(pilot, lambda: getattr(summary, "steps", None) == 29, what="steps")  # 900 rows / 32
         devices = screen.query_one("#cfg-train--devices", Input)
         devices.value = "2"
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: app.config.train.devices == 2 and summary.steps == 15, what="two devices")
         text = str(summary.render())
         assert "micro 4 × accum 8 × 2 devices = 64" in text, text
         assert summary.effective_batch == 64 and summary.steps == 15  # 225 micro-batches / 16
@@ -197,22 +199,22 @@ async def test_config_devices_field_sets_the_effective_batch_and_round_trips_to_
         assert app.config.train.devices == 2
 
         devices.value = "0, 2"  # GPU indices: two devices
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: app.config.train.devices == [0, 2], what="devices [0, 2]")
         assert app.config.train.devices == [0, 2] and screen.valid
         assert "× 2 devices = 64" in str(summary.render())
 
         devices.value = "0"
-        await pilot.pause(0.1)
-        assert not screen.valid
+        await wait_for(pilot, lambda: not screen.valid, what="devices 0 refused")
         assert "train.devices: 0 is out of range" in str(screen.row("train.devices").query_one(".field-error").render())
 
         devices.value = "[1]"  # one GPU, index 1: one device, the single-device line
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: app.config.train.devices == [1], what="devices [1]")
         assert screen.valid and app.config.train.devices == [1]
         assert "effective batch 32 = 4 micro x 8 accum x 1 device" in str(summary.render())
 
         devices.value = "all"
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: app.config.train.devices == "all", what="devices all")
+        await app.workers.wait_for_complete()  # the GPU count (what "all" means here) is known
         assert screen.valid and app.config.train.devices == "all"
         if screen.gpu_count is None:  # no NVML GPU here: the engine would start one process
             assert "× all GPUs (none seen here: 1 process) = 32" in str(summary.render())
@@ -223,7 +225,7 @@ async def test_config_devices_field_sets_the_effective_batch_and_round_trips_to_
 
         devices.value = "0, 1, 2, 3"
         screen.query_one("#config-file", Input).value = str(out)
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: app.config.train.devices == [0, 1, 2, 3], what="devices [0, 1, 2, 3]")
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfirmDialog", what="confirm")
         await pilot.press("y")
@@ -309,7 +311,7 @@ async def test_eight_local_gpus_of_a_one_process_run_fit_the_pane_at_80x24(tmp_p
         gpus = [GpuSample(index=i, name="H100", mem_used=(i + 1) * 8 * GIB, mem_total=80 * GIB, util=90.0 + i,
                           temp=60.0, power=500.0, power_limit=700.0) for i in range(8)]
         pane.post_message(GpuPane.Sampled(ProbeSnapshot(gpus=gpus, util_history={i: [90.0] for i in range(8)})))
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: "GPU7 " in pane.render().plain, what="the sample drawn")
         lines = _pane_lines(pane)
         region = pane.content_region
         assert len(lines) <= region.height and all(len(ln) <= region.width for ln in lines), (lines, region)

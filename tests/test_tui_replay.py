@@ -49,7 +49,8 @@ async def test_healthy_run_shows_steps_best_val_and_completion(runs):
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: app.session.state.finished and any(t == "Run completed" for t, _, _ in notes(app)))
         app.screen.redraw(force=True)
-        await pilot.pause(0.1)
+        await wait_for(pilot, lambda: "step 300/300" in app.screen.query_one(ProgressPanel).render().plain,
+                       what="the last step drawn")
         st = app.session.state
         assert st.status == "completed" and st.step == 300 and st.total_steps == 300
         assert len(st.loss) == 300 and len(st.val_loss) == 12
@@ -66,8 +67,10 @@ async def test_healthy_run_shows_steps_best_val_and_completion(runs):
 async def test_nan_run_alerts_once_and_stays_in_log(runs):
     app = await replay(runs / "nan")
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: app.session.state.finished and notes(app))
-        await pilot.pause(0.3)
+        # "Run failed" is the last alert: every earlier one has reached the screen with it.
+        await wait_for(pilot, lambda: app.session.state.finished and any(t == "Run failed" for t, _, _ in notes(app)),
+                       what="the run-failed alert")
+        await pilot.pause(0.3)  # a repeated NaN alert would have come by now
         nan_notes = [n for n in notes(app) if n[0] == "Loss is NaN"]
         assert len(nan_notes) == 1 and nan_notes[0][2] == "error"
         assert any(t == "Run failed" for t, _, _ in notes(app))
@@ -84,7 +87,7 @@ async def test_oom_alert_carries_the_engine_hint(runs):
         assert sev == "error"
         assert "CUDA out of memory at step 13" in msg
         assert "Hint: lower train.micro_batch_size" in msg
-        assert "Hint: lower train.micro_batch_size" in log_text(app)
+        await wait_for(pilot, lambda: "Hint: lower train.micro_batch_size" in log_text(app), what="the hint in the log")
 
 
 async def test_crash_without_done_shows_the_tail_of_engine_log(runs):
@@ -96,9 +99,8 @@ async def test_crash_without_done_shows_the_tail_of_engine_log(runs):
         assert "RuntimeError: shape mismatch in attention mask" in msg
         assert app.session.state.status == "crashed"
         app.screen.redraw(force=True)
-        await pilot.pause(0.1)
-        assert "CRASHED" in app.screen.query_one(ProgressPanel).render().plain
-        assert "RuntimeError: shape mismatch" in log_text(app)
+        await wait_for(pilot, lambda: "CRASHED" in app.screen.query_one(ProgressPanel).render().plain, what="CRASHED")
+        await wait_for(pilot, lambda: "RuntimeError: shape mismatch" in log_text(app), what="the traceback in the log")
 
 
 async def test_overfitting_is_detected_from_eval_and_metric_series(runs):
@@ -108,7 +110,9 @@ async def test_overfitting_is_detected_from_eval_and_metric_series(runs):
         _, msg, sev = next(n for n in notes(app) if n[0] == "Overfitting")
         assert sev == "warning" and "validation loss rose for 3 evals" in msg
         # Reported once, not at every later eval.
-        await wait_for(pilot, lambda: app.session.state.finished)
+        # "Run completed" is the last alert: a repeated one would have reached the screen before it.
+        await wait_for(pilot, lambda: app.session.state.finished and any(t == "Run completed" for t, _, _ in notes(app)),
+                       what="the run-completed alert")
         await pilot.pause(0.3)
         assert sum(1 for t, _, _ in notes(app) if t == "Overfitting") == 1
 
@@ -132,8 +136,8 @@ async def test_attached_log_is_followed_as_it_grows(tmp_path):
             w.emit("progress", step=step, total_steps=50, epoch=0.1, tokens_seen=step * 10, eta_s=20)
         await wait_for(pilot, lambda: app.session.state.step == 20)
         app.screen.redraw(force=True)
-        await pilot.pause(0.1)
-        assert "step 20/50" in app.screen.query_one(ProgressPanel).render().plain
+        await wait_for(pilot, lambda: "step 20/50" in app.screen.query_one(ProgressPanel).render().plain,
+                       what="step 20 drawn")
     w.close()
 
 

@@ -51,13 +51,15 @@ async def test_clean_save_train_on_the_version_with_samples_and_live_runs(tmp_pa
         await pilot.press("2")
         await wait_for(pilot, lambda: isinstance(app.screen, ChoiceDialog), 10, "the unsaved prompt")
         await pilot.press("escape")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: app.screen is data, 10, "back on the Data screen")
+        await pilot.pause(0.2)  # nothing else follows the escape
         assert app.screen is data and data.wb.unsaved() == 2
 
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmDialog), 30, "the train-on-it offer")
         await pilot.press("enter")  # the default answer: yes
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: data.last_saved is not None and app.config.data.path == str(data.last_saved.path)
+                       and "unsaved" not in str(data.query_one("#dwb-title").render()), 30, "training on the version")
         info = data.last_saved
         assert app.config.data.path == str(info.path) and data.wb.unsaved() == 0
         assert "unsaved" not in str(data.query_one("#dwb-title").render())
@@ -65,8 +67,9 @@ async def test_clean_save_train_on_the_version_with_samples_and_live_runs(tmp_pa
         assert [x["line"] for x in info.left_out] == [8]
 
         await pilot.press("2")
-        await pilot.pause(0.5)
-        assert info.version in str(app.screen.query_one("#config-status").render())
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfigScreen"
+                       and info.version in str(app.screen.query_one("#config-status").render()),
+                       30, "the version named on Config")
 
         # Errors remain (turns without an answer): the start asks, once, and records a yes.
         await pilot.press("ctrl+r")
@@ -79,6 +82,7 @@ async def test_clean_save_train_on_the_version_with_samples_and_live_runs(tmp_pa
 
         # The Runs list follows the live run and shows it complete without a refresh key.
         await pilot.press("4")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "RunsScreen", 30, "the Runs screen")
         runs = app.screen
         await wait_for(pilot, lambda: app.session.state.finished, 300, "the run to finish")
         table = runs.query_one("#runs-table", DataTable)
@@ -89,8 +93,10 @@ async def test_clean_save_train_on_the_version_with_samples_and_live_runs(tmp_pa
         assert app.session.state.status == "completed"
 
         await pilot.press("3")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "TrainScreen", 30, "the Train screen")
         await pilot.press("a")
-        await pilot.pause(1.5)
+        await wait_for(pilot, lambda: "step 12" in app.screen.query_one(SamplesPanel).text.plain, 30,
+                       "the step-12 samples")
         body = app.screen.query_one(SamplesPanel).text.plain
         assert "expected" in body and "base" in body and "step 12" in body
 
