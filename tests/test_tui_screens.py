@@ -10,7 +10,7 @@ from textual.widgets import DataTable, Input
 from engine import config as C
 from tui.app import FtwbApp, run_app
 from tui.services.open_target import resolve
-from pilot_helpers import wait_for  # noqa: E402
+from pilot_helpers import wait_for, wait_for_screen  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ROOT / "tests/fixtures/events/runs"
@@ -48,8 +48,7 @@ async def test_runs_overlay_and_config_diff_of_two_selected_runs():
         await wait_for(pilot, lambda: "healthy" in chart.legend.plain and "oom" in chart.legend.plain
                        if chart.legend is not None else False)
         await pilot.press("v")
-        await pilot.pause(0.3)
-        assert type(app.screen).__name__ == "DiffView"
+        await wait_for_screen(pilot, "DiffView")
         fields = [r[0] for r in app.screen.rows]
         assert "method" in fields and "train.max_steps" in fields
 
@@ -70,15 +69,17 @@ async def test_config_screen_validates_each_change_and_saves_atomically(tmp_path
     app = _app()
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("2")
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "ConfigScreen"
+                       and getattr(app.screen, "_synced", None) is not None, what="the config screen")
+        await pilot.pause(0.2)  # the editors' own mount-time messages
         lr = app.screen.query_one("#cfg-train--learning_rate", Input)
         lr.value = "-1"
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: "train.learning_rate" in str(app.screen.query_one("#config-status").render()),
+                       what="the error in the status line")
         status = str(app.screen.query_one("#config-status").render())
         assert "train.learning_rate" in status and "greater than 0" in status
         lr.value = "0.0003"
-        await pilot.pause(0.2)
-        assert app.config.train.learning_rate == 3e-4
+        await wait_for(pilot, lambda: app.config.train.learning_rate == 3e-4, what="the new learning rate")
         out = tmp_path / "my.yaml"
         app.screen.query_one("#config-file", Input).value = str(out)
         app.screen.action_save()
@@ -106,7 +107,7 @@ async def test_a_missing_dataset_is_reported_in_one_line(tmp_path):
     app = _app()
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.press("1")
-        await pilot.pause(0.2)
+        await wait_for_screen(pilot, "DataWorkbenchScreen")
         app.screen._open(str(tmp_path / "nope.jsonl"))
         await wait_for(pilot, lambda: "nope.jsonl" in str(app.screen.query_one("#dwb-banner").render()))
 
@@ -115,22 +116,22 @@ async def test_help_lists_the_screen_keys_and_quit_exits_without_a_live_run():
     app = _app()
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.press("3")
+        await wait_for_screen(pilot, "TrainScreen")
         await pilot.press("f1")
-        await pilot.pause(0.2)
-        assert any(desc == "Save now" for _, desc, _ in app.screen.rows)
+        await wait_for(pilot, lambda: any(desc == "Save now" for _, desc, _ in app.screen.rows), what="the help rows")
         await pilot.press("escape")
+        await wait_for_screen(pilot, "TrainScreen")
         await pilot.press("q")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: not app.is_running, what="the app to quit")
     assert app.return_value == 0
 
 
 async def test_compact_and_roomy_layout_classes_follow_the_terminal_size():
     app = _app()
     async with app.run_test(size=(80, 24)) as pilot:
-        assert app.has_class("compact") and not app.has_class("roomy")
+        await wait_for(pilot, lambda: app.has_class("compact") and not app.has_class("roomy"), what="the compact layout")
         await pilot.resize_terminal(200, 50)
-        await pilot.pause(0.2)
-        assert app.has_class("roomy") and not app.has_class("compact")
+        await wait_for(pilot, lambda: app.has_class("roomy") and not app.has_class("compact"), what="the roomy layout")
 
 
 def test_bad_path_and_theme_give_one_line_errors(capsys, tmp_path):
