@@ -118,7 +118,8 @@ async def test_eval_results_on_file_show_base_and_tuned_with_coloured_deltas(tmp
     async with app.run_test(size=(120, 40)) as pilot:
         await _open_runs(pilot, app)
         await pilot.press("e")
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: any("results on file are shown" in n.message for n in app._notifications),
+                       what="the results-on-file note")
         screen = app.screen
         assert screen.last_argv is None  # results on file: nothing re-run
         from tui.widgets.runs.eval_table import EvalScores, SamplesTable, delta_text
@@ -145,6 +146,7 @@ async def test_eval_key_runs_ftwb_eval_when_none_on_file_and_reports_its_refusal
         await _open_runs(pilot, app)
         await pilot.press("e")
         screen = app.screen
+        await wait_for(pilot, lambda: screen.last_argv is not None, what="ftwb eval started")
         assert screen.last_argv == ra.eval_argv(str(run))
         await wait_for(pilot, lambda: screen.last_result is not None, timeout=60)
         assert screen.last_result.rc == 2
@@ -221,7 +223,8 @@ async def test_export_refuses_an_existing_dir_until_overwrite_is_confirmed(tmp_p
         assert screen.last_argv == ra.export_argv(run, False, None, False)
         assert screen.last_result.target_exists
         await pilot.press("n")
-        await pilot.pause(0.3)
+        await wait_for(pilot, lambda: app.screen is screen, what="the question answered")
+        await pilot.pause(0.3)  # an export would have started by now
         assert (target / "keep.txt").exists() and not (run / "exports.json").exists()
 
         await pilot.press("x")
