@@ -84,14 +84,17 @@ async def test_train_screen_charts_margin_and_accuracy_for_a_preference_run(tmp_
     w.close()
     app = FtwbApp(resolve(None, attach=str(run)), theme="ftwb-dark", runs_dir=str(tmp_path), sample_devices=False)
     async with app.run_test(size=(160, 45)) as pilot:
-        await wait_for(pilot, lambda: app.session.state.finished)
+        # "Run completed" is the last alert: any margin or accuracy alert has reached the screen before it.
+        await wait_for(pilot, lambda: app.session.state.finished
+                       and any(n.title == "Run completed" for n in app._notifications), what="the run-completed alert")
+        await wait_for(pilot, lambda: type(app.screen).__name__ == "TrainScreen", what="the Train screen")
         app.screen.redraw(force=True)
-        await pilot.pause(0.1)
         screen = app.screen
-        assert screen.has_class("-preference")
+        await wait_for(pilot, lambda: screen.has_class("-preference"), what="the preference layout")
         margin, acc = screen.query_one("#margin-chart"), screen.query_one("#accuracy-chart")
-        assert margin.display and acc.display
-        assert not screen.query_one("#lr-chart").display
+        # The stylesheet reacts to the class on the next style update.
+        await wait_for(pilot, lambda: margin.display and acc.display and not screen.query_one("#lr-chart").display,
+                       what="the margin and accuracy charts in place of lr and grad-norm")
         assert "train 2" in margin.legend.plain and "val 1.6" in margin.legend.plain
         assert "train 100%" in acc.legend.plain and "val 90%" in acc.legend.plain
         assert "margin 2 acc 100%" in screen.query_one("#loss-chart").legend.plain
@@ -163,7 +166,6 @@ async def test_runs_screen_overlays_margins_with_g(tmp_path):
             screen.table.move_cursor(row=1)
         await wait_for(pilot, lambda: len(screen._curves) == 2)
         await pilot.press("g")
-        await pilot.pause(0.2)
         chart = screen.query_one("#runs-chart")
-        assert chart.title == "reward margin overlay"
+        await wait_for(pilot, lambda: chart.title == "reward margin overlay", what="the margin overlay")
         assert "margin 0.4 acc 75%" in chart.legend.plain and "margin 1 acc 75%" in chart.legend.plain
