@@ -13,13 +13,14 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.screen import Screen
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
+from tui.screens.first_show import FirstShowScreen
 from tui.services.series import smooth, window
 from tui.widgets.braille import ChartLine, Marker
 from tui.widgets.event_log import EventLog
 from tui.widgets.gpu_pane import GpuPane
+from tui.widgets.key_footer import KeyFooter
 from tui.widgets.line_chart import LineChart
 from tui.widgets.progress_panel import ProgressPanel
 from tui.widgets.samples_panel import SamplesPanel
@@ -28,7 +29,7 @@ WINDOWS = (None, 100, 1000)  # whole run, or the last N steps
 LOG_BATCH = 500               # at most this many log lines written per drain
 
 
-class TrainScreen(Screen):
+class TrainScreen(FirstShowScreen):
     BINDINGS = [
         Binding("s", "app.start_run", "Start", tooltip="Start a run from the current config"),
         Binding("x", "app.stop_run", "Stop", tooltip="Stop after this step, with a checkpoint (SIGTERM)"),
@@ -68,7 +69,7 @@ class TrainScreen(Screen):
             yield EventLog(id="event-log")
             yield GpuPane(ascii_mode=ascii_mode, pid_source=self._engine_pid,
                           sample=self.app.sample_devices, id="gpu-pane")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.set_interval(0.25, self.drain)

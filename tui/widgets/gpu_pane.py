@@ -9,16 +9,17 @@ Sampling runs on tui.services.gpu_probe.Sampler's thread and arrives here as mes
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from rich.text import Text
 from textual.message import Message
 from textual.widget import Widget
 
-from tui.services.gpu_probe import ProbeSnapshot, Sampler
 from tui.widgets.braille import sparkline
 from tui.widgets.gauge import bar, human_bytes, na
-from tui.widgets.rank_gauges import gauge_lines, gauges, throughput_line
+
+if TYPE_CHECKING:
+    from tui.services.gpu_probe import ProbeSnapshot, Sampler
 
 
 class GpuPane(Widget):
@@ -50,6 +51,8 @@ class GpuPane(Widget):
 
     def _start_sampling(self) -> None:
         if self._sampler is None and self.is_attached:
+            from tui.services.gpu_probe import Sampler  # after the first frame, as the sampling is
+
             self._sampler = Sampler(self._from_thread, self.pid_source).start()
 
     def on_unmount(self) -> None:
@@ -109,6 +112,8 @@ class GpuPane(Widget):
         return out
 
     def _rank_lines(self, width: int, height: int | None) -> list[Text]:
+        from tui.widgets.rank_gauges import gauge_lines, gauges, throughput_line  # only runs on several processes
+
         rank_memory, per_rank, total = self.ranks
         snap = self.snapshot
         out = [throughput_line(per_rank, total, width)]
