@@ -11,6 +11,7 @@ from textual.widgets import Input, Static
 from engine import config as C
 from engine import rundir
 from eval_run import trained_run
+from pilot_helpers import wait_for, wait_for_screen
 from tui.screens.playground import PlaygroundScreen
 from tui.services.playground_client import PlaygroundClient, PlaygroundError
 
@@ -51,14 +52,12 @@ async def test_client_reports_a_run_without_adapter_as_a_load_error(tmp_path):
 async def test_screen_without_a_run_shows_the_problem_in_both_panes():
     app = PlaygroundApp(None)
     async with app.run_test() as pilot:
-        await pilot.pause(0.2)
+        await wait_for_screen(pilot, "PlaygroundScreen")
         screen = app.screen
-        assert isinstance(screen, PlaygroundScreen)
-        for which in ("base", "tuned"):
-            assert "no run selected" in pane_text(screen, which)
+        await wait_for(pilot, lambda: all("no run selected" in pane_text(screen, w) for w in ("base", "tuned")),
+                       what="the problem in both panes")
         await pilot.press("escape")
-        await pilot.pause()
-        assert not isinstance(app.screen, PlaygroundScreen)
+        await wait_for(pilot, lambda: not isinstance(app.screen, PlaygroundScreen), what="the screen closed")
 
 
 @pytest.fixture(scope="module")
@@ -113,6 +112,7 @@ async def test_client_streams_both_sides_and_done_text_matches_the_tokens(run_di
 async def test_playground_screen_streams_tokens_into_both_panes(run_dir):
     app = PlaygroundApp(run_dir)
     async with app.run_test(size=(120, 36)) as pilot:
+        await wait_for_screen(pilot, "PlaygroundScreen")
         screen = app.screen
         await wait_until(lambda: screen.ready, timeout=300)
         screen.query_one("#pg-max_new_tokens", Input).value = "16"
@@ -121,10 +121,10 @@ async def test_playground_screen_streams_tokens_into_both_panes(run_dir):
         await pilot.press("enter")
         await wait_until(lambda: pane_text(screen, "base") and pane_text(screen, "tuned"), timeout=120)
         await wait_until(lambda: not screen.busy, timeout=120)
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: "done" in str(screen.query_one("#pg-status", Static).render()), what="done")
         assert pane_text(screen, "base").strip() and pane_text(screen, "tuned").strip()
-        assert "done" in str(screen.query_one("#pg-status", Static).render())
         client = screen.client
+        assert client is not None
         await pilot.press("escape")
-        await pilot.pause(0.5)
-    assert client is not None and not client.running
+        await wait_for(pilot, lambda: not client.running, 60, "the generation process stopped")
+    assert not client.running
