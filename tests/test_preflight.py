@@ -242,7 +242,7 @@ async def test_tui_start_key_refuses_what_preflight_rejects(tmp_path):
     """The Start key runs the same pre-flight (in a worker): a missing dataset is a notification,
     no session and no run directory."""
     from engine_helpers import small_demo_config
-    from pilot_helpers import wait_for as wait_for_pilot
+    from pilot_helpers import wait_for as wait_for_pilot, wait_for_screen
     from tui.app import FtwbApp
     from tui.services.open_target import Target
 
@@ -251,6 +251,7 @@ async def test_tui_start_key_refuses_what_preflight_rejects(tmp_path):
     app = FtwbApp(Target(config=cfg, mode="train"), theme="ftwb-dark", runs_dir=str(tmp_path / "runs"),
                   sample_devices=False)
     async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for_screen(pilot, "TrainScreen")
         await pilot.press("s")
         await wait_for_pilot(pilot, lambda: any("Cannot start" in str(n.message) for n in app._notifications), 60)
         msg = next(str(n.message) for n in app._notifications if "Cannot start" in str(n.message))
