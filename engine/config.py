@@ -394,19 +394,15 @@ def preference_parallel_problem(cfg: RunConfig, processes: int | None) -> str | 
     """Why cfg's preference objective cannot train on `processes` processes (None: not
     known yet), or None. LoRA/QLoRA train DPO, ORPO and KTO with data parallelism (DDP);
     full fine-tuning shards the model with FSDP2, which the preference step (and the
-    reference log-probs cached by one process) does not run under."""
+    reference log-probs cached before training) runs under; an adapter's reference (the
+    model with its adapter switched off) is not run sharded."""
     obj = cfg.train.objective
     if obj == "sft" or not processes or processes <= 1:
         return None
-    if cfg.method == "full":
-        return (f"train.objective: {obj} with method: full trains on one device, not on {processes} processes "
-                f"(full fine-tuning on several shards the model with FSDP2; preference objectives run on several "
-                f"with adapters and DDP); set train.devices: 1 (or --devices 1), or use method: lora (or qlora) "
-                f"to train {obj} on {processes} devices")
-    if cfg.train.strategy == "fsdp2":
-        return (f"train.objective: {obj} with train.strategy: fsdp2 is not supported on {processes} processes "
-                f"(preference objectives run on several with DDP); set train.strategy: ddp (or auto), or "
-                f"train.devices: 1")
+    if cfg.method != "full" and cfg.train.strategy == "fsdp2":
+        return (f"train.objective: {obj} with method: {cfg.method} and train.strategy: fsdp2 is not supported on "
+                f"{processes} processes (preference objectives with adapters run on several with DDP); set "
+                f"train.strategy: ddp (or auto), or train.devices: 1")
     return None
 
 

@@ -106,7 +106,8 @@ class Trainer:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.lengths = [preference.item_length(x) for x in train]  # a pair counts both its sides
         # dpo/orpo: the preference objective computes each step's loss (None = SFT).
-        self.pref = (preference.PreferenceObjective(cfg, model, self.pad_id, self.attn, device, self.world)
+        self.pref = (preference.PreferenceObjective(cfg, model, self.pad_id, self.attn, device, self.world,
+                                                    sharded=self.sharded)
                      if cfg.train.objective != "sft" else None)
         if self.pref is not None and self.pref.needs_cached_reference:
             self.pref.cache_reference(run_dir, {"train": train, "val": val}, emit)

@@ -21,6 +21,9 @@ KTO's KL estimate is per micro-batch, and the micro-batches are those of one pro
 whatever the world size, so it needs no gathering (TRL gathers it because its batch is
 per device). Validation splits the micro-batches over the ranks and reduces the sums.
 Every rank makes the same collective calls: one before and one after a step's passes.
+Full fine-tuning on several processes is sharded (FSDP2, every forward collective): every
+rank computes every pair's cached reference log-probs (rank 0 writes the file, and on a
+resume reads it and broadcasts it) and runs every validation forward.
 
 Torch is imported inside the functions that need it.
 """
@@ -186,9 +189,11 @@ class PreferenceObjective:
     """Computes one optimizer step's preference loss over grad_accum micro-batches
     (calling backward on each) and the reward statistics of the step."""
 
-    def __init__(self, cfg, model, pad_id: int, attn: str, device: str, world: distributed.World | None = None):
+    def __init__(self, cfg, model, pad_id: int, attn: str, device: str, world: distributed.World | None = None,
+                 sharded: bool = False):
         self.cfg, self.model, self.pad_id, self.attn, self.device = cfg, model, pad_id, attn, device
         self.world = world or distributed.world()
+        self.sharded = sharded  # FSDP2: every rank runs every forward
         self.p = cfg.preference
         self.objective = cfg.train.objective
         with_reference = self.objective in ("dpo", "kto")  # ORPO needs none
@@ -216,12 +221,15 @@ class PreferenceObjective:
         path = Path(run_dir) / REFERENCE_FILE
         key = _items_key(splits)
         saved = None
-        if path.exists():
+        if self.world.is_main and path.exists():
             try:
                 saved = json.loads(path.read_text())
             except ValueError:
                 saved = None
         if not saved or saved.get("key") != key:
+            saved = None
+        saved = self.world.broadcast_object(saved)  # rank 0's file: one directory, whatever the nodes
+        if saved is None:  # computed by every rank (FSDP2: the forwards are collective)
             if emit:
                 emit("log", message=f"computing reference log-probs of {sum(map(len, splits.values()))} pairs "
                                     "(once; cached in the run directory)")
@@ -240,7 +248,8 @@ class PreferenceObjective:
             self.model.train(was_training)
             from engine.config import atomic_write_text
 
-            atomic_write_text(path, json.dumps(saved))
+            if self.world.is_main:
+                atomic_write_text(path, json.dumps(saved))
         for name, items in splits.items():
             for it, (c, r) in zip(items, saved[name]):
                 it["ref_chosen"], it["ref_rejected"] = c, r
@@ -322,7 +331,9 @@ class PreferenceObjective:
         if not items:
             return None
         mbs = self.cfg.train.micro_batch_size
-        starts = list(range(0, len(items), mbs))[self.world.rank::self.world.world_size]  # this rank's share
+        starts = list(range(0, len(items), mbs))
+        if not self.sharded:
+            starts = starts[self.world.rank::self.world.world_size]  # this rank's share
         was_training = self.model.training
         self.model.eval()
         total, stats, nll, tokens = 0.0, _Stats(), 0.0, 0.0
@@ -335,7 +346,9 @@ class PreferenceObjective:
                 tokens += t["chosen_tokens"]
                 stats.add(t)
         self.model.train(was_training)
-        sums = self.world.all_reduce([total, nll, tokens, *stats.sums()])
+        sums = [total, nll, tokens, *stats.sums()]
+        if not self.sharded:  # FSDP2: every rank scored every pair
+            sums = self.world.all_reduce(sums)
         total, nll, tokens = sums[:3]
         weight = {"dpo": self.p.rpo_alpha, "orpo": 1.0}.get(self.objective, 0.0)  # of the chosen NLL
         mean_nll = nll / max(tokens, 1.0)

@@ -342,11 +342,11 @@ def _run(run_dir: Path, resume: bool, world) -> int:
             ckpts = [Path(p) for p in world.broadcast_object([str(p) for p in ckpts])]
         ranks = world.gather_object(world.describe())
         strategy, why = _strategy(cfg, world, device)
-        if strategy == "fsdp2" and cfg.train.objective != "sft":  # chosen by the memory estimate
-            raise C.ConfigError(f"train.objective: {cfg.train.objective} runs on several processes with DDP, and "
-                                f"this run would shard the model with FSDP2 ({why}); use method: qlora or a smaller "
-                                "data.max_seq_len / train.micro_batch_size so each GPU holds the model, or "
-                                "train.devices: 1")
+        if strategy == "fsdp2" and cfg.train.objective != "sft" and cfg.method != "full":  # by the estimate
+            raise C.ConfigError(f"train.objective: {cfg.train.objective} with method: {cfg.method} runs on several "
+                                f"processes with DDP, and this run would shard the model with FSDP2 ({why}); use "
+                                "method: qlora or a smaller data.max_seq_len / train.micro_batch_size so each GPU "
+                                "holds the model, or train.devices: 1")
         if resume and not ckpts:
             raise C.ConfigError(f"{run_dir} has no intact checkpoint to resume from")
         resumed_from = int(ckpts[-1].name.split("-")[-1]) if ckpts else None
