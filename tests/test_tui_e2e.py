@@ -13,7 +13,7 @@ import pytest
 from engine_helpers import ROOT, last_metric_step, pid_running, small_demo_config, wait_dead, wait_for, write_config
 
 from engine import rundir
-from pilot_helpers import wait_for as wait_for_pilot  # noqa: E402
+from pilot_helpers import wait_for as wait_for_pilot, wait_for_screen  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -27,6 +27,7 @@ async def test_start_key_runs_the_real_engine_to_completion(tmp_path):
     app = FtwbApp(Target(config=cfg, mode="train"), theme="ftwb-dark", runs_dir=str(tmp_path / "runs"),
                   sample_devices=False)
     async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for_screen(pilot, "TrainScreen")
         await pilot.press("s")
         # pre-flight (tokenizer + template) and the findings gate run first, in a worker
         await wait_for_pilot(pilot, lambda: app.session is not None, 90)
@@ -34,10 +35,11 @@ async def test_start_key_runs_the_real_engine_to_completion(tmp_path):
         st = app.session.state
         assert st.status == "completed" and st.step == 8
         assert len(st.loss) == 8 and len(st.val_loss) >= 2
-        await pilot.pause(1.5)  # one chart/progress refresh tick
         panel = app.screen.query_one(ProgressPanel)
-        assert "step 8/8" in panel.render().plain
-        assert any(n.title == "Run completed" for n in app._notifications)
+        # the panel follows on its refresh tick, the alert with the log drain
+        await wait_for_pilot(pilot, lambda: "step 8/8" in panel.render().plain, what="step 8/8 on the panel")
+        await wait_for_pilot(pilot, lambda: any(n.title == "Run completed" for n in app._notifications),
+                             what="the run-completed alert")
     run = next((tmp_path / "runs").iterdir())
     assert rundir.summarize(run).status == "completed"
 
@@ -57,10 +59,12 @@ def test_engine_outlives_tmux_and_attach_shows_the_live_step(tmp_path):
     tm("new-session", "-d", "-s", "a", "-x", "80", "-y", "24",
        f"cd {ROOT} && {env} {ftwb} {cfg_path} --runs-dir {runs}; sleep 60")
     try:
-        # The config opens on the Config screen; switch to Train and start a run with one key.
-        time.sleep(3)
+        # The config opens on the Config screen; switch to Train and start a run with one key,
+        # each key once the screen it is meant for is drawn.
+        pane = lambda: tm("capture-pane", "-p", "-t", "a").stdout  # noqa: E731
+        wait_for(lambda: "Config" in pane() and "from" in pane(), 90, every=0.3)
         tm("send-keys", "-t", "a", "3")
-        time.sleep(0.5)
+        wait_for(lambda: "no run yet" in pane(), 60, every=0.3)
         tm("send-keys", "-t", "a", "s")
         run = wait_for(lambda: next(iter(runs.glob("*")), None) if runs.exists() else None, 60)
         wait_for(lambda: last_metric_step(run) >= 2, 300)
