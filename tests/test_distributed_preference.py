@@ -1,12 +1,15 @@
-"""Preference objectives (DPO, KTO) on the demo pairs, trained by 2 CPU processes (gloo)
-through the real torchrun from the real CLI, against one process with twice the
-accumulation: the same global batch, so the same losses, rewards and validation figures."""
+"""Preference objectives on the demo pairs, trained by 2 CPU processes (gloo) through the
+real torchrun from the real CLI, against one process with twice the accumulation: the same
+global batch, so the same losses, rewards and validation figures. DPO with LoRA (DDP, the
+adapter-off reference) and KTO with full fine-tuning (FSDP2, the cached reference, which a
+resume reads back)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
 
+from engine import rundir
 from engine_helpers import events_of, ftwb, only_run, write_config
 
 pytestmark = pytest.mark.slow
@@ -16,12 +19,14 @@ STEP_KEYS = ("loss", "reward_margin", "reward_accuracy", "rewards_chosen", "rewa
 EVAL_KEYS = ("val_loss", "reward_margin", "reward_accuracy", "rewards_chosen")
 
 
-def _config(path: Path, objective: str, grad_accum: int) -> Path:
+def _config(path: Path, objective: str, method: str, grad_accum: int) -> Path:
     from engine.demo import demo_config
 
     cfg = demo_config("dpo")
-    cfg.train.objective = objective
-    cfg.train.max_steps, cfg.train.eval_every, cfg.train.save_every = STEPS, 2, 0
+    cfg.method, cfg.train.objective = method, objective
+    cfg.train.max_steps, cfg.train.eval_every, cfg.train.save_every = STEPS, 2, 2 if method == "full" else 0
+    if method == "full":
+        cfg.train.learning_rate = 1e-4
     cfg.train.grad_accum = grad_accum
     cfg.data.max_seq_len = 128  # micro-batches of 4 x 128 tokens: a few pairs each
     cfg.lora.dropout = 0.0  # the 1- and 2-process runs then differ only in summation order
@@ -30,17 +35,18 @@ def _config(path: Path, objective: str, grad_accum: int) -> Path:
     return write_config(cfg, path)
 
 
-@pytest.fixture(scope="module", params=["dpo", "kto"])
+@pytest.fixture(scope="module", params=[("dpo", "lora"), ("kto", "full")], ids=["dpo-lora", "kto-full"])
 def runs(request, tmp_path_factory):
-    """(objective, 2-process run, 1-process run with twice the accumulation)."""
-    objective = request.param
+    """(objective, method, 2-process run directory, its events, the 1-process run's events)."""
+    objective, method = request.param
     tmp = tmp_path_factory.mktemp(objective)
-    two = ftwb("train", str(_config(tmp / "two.yaml", objective, 1)), "--devices", "2",
+    two = ftwb("train", str(_config(tmp / "two.yaml", objective, method, 1)), "--devices", "2",
                "--runs-dir", str(tmp / "two"))
     assert two.returncode == 0, two.stderr[-3000:]
-    one = ftwb("train", str(_config(tmp / "one.yaml", objective, 2)), "--runs-dir", str(tmp / "one"))
+    one = ftwb("train", str(_config(tmp / "one.yaml", objective, method, 2)), "--runs-dir", str(tmp / "one"))
     assert one.returncode == 0, one.stderr[-3000:]
-    return objective, events_of(only_run(tmp / "two")), events_of(only_run(tmp / "one"))
+    run = only_run(tmp / "two")
+    return objective, method, run, events_of(run), events_of(only_run(tmp / "one"))
 
 
 def _by_step(evs: list[dict], type_: str) -> dict[int, dict]:
@@ -48,9 +54,9 @@ def _by_step(evs: list[dict], type_: str) -> dict[int, dict]:
 
 
 def test_two_processes_match_one_process_with_twice_the_accumulation(runs):
-    objective, two, one = runs
+    objective, method, _, two, one = runs
     hello = next(e for e in two if e["type"] == "hello")
-    assert hello["world_size"] == 2 and hello["strategy"] == "ddp"
+    assert hello["world_size"] == 2 and hello["strategy"] == ("fsdp2" if method == "full" else "ddp")
     a, b = _by_step(two, "metric"), _by_step(one, "metric")
     assert sorted(a) == list(range(1, STEPS + 1)) == sorted(b)
     assert all(len(m["ranks_tokens_per_s"]) == 2 for m in a.values())
@@ -70,3 +76,23 @@ def test_two_processes_match_one_process_with_twice_the_accumulation(runs):
     tokens = [e["tokens_seen"] for e in two if e["type"] == "progress"][-1]
     assert tokens == [e["tokens_seen"] for e in one if e["type"] == "progress"][-1]  # the same pairs
     assert two[-1]["type"] == "done" and two[-1]["status"] == "completed"
+
+
+def test_a_full_fine_tune_resumed_on_two_processes_reads_its_cached_reference_and_repeats_the_losses(runs):
+    objective, method, run, two, _ = runs
+    if method != "full":
+        pytest.skip("the cached reference is full fine-tuning's")
+    assert (run / "reference_logps.json").exists()
+    assert [p.name for p in rundir.checkpoints(run)] == ["checkpoint-2"]
+    res = ftwb("train", "--resume", str(run))
+    assert res.returncode == 0, res.stderr[-3000:]
+    evs = events_of(run)
+    hello = [e for e in evs if e["type"] == "hello"][1]
+    assert hello["world_size"] == 2 and hello["resumed_from_step"] == 2
+    after = evs[evs.index(hello):]
+    assert not any("computing reference" in e.get("message", "") for e in after if e["type"] == "log")
+    again, before = _by_step(after, "metric"), _by_step(two, "metric")
+    assert sorted(again) == [3, 4]
+    for step in again:
+        for k in STEP_KEYS:
+            assert again[step][k] == pytest.approx(before[step][k], rel=1e-4, abs=1e-5), (step, k)
