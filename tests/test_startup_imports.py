@@ -7,7 +7,8 @@ from pathlib import Path
 # Modules `import tui.app` must not load; each is imported when its screen or service is first used.
 NOT_AT_START = ("numpy", "tui.services.engine_client", "tui.screens.dialogs", "tui.screens.config",
                 "tui.screens.data_workbench", "tui.screens.train", "tui.screens.runs",
-                "tui.services.dataset_index", "pyarrow", "torch", "transformers", "peft", "datasets")
+                "tui.services.dataset_index", "pyarrow", "torch", "transformers", "peft", "datasets",
+                "engine.rundir", "engine.events")
 
 
 def test_import_tui_app_loads_no_screen_or_heavy_library():
@@ -26,11 +27,14 @@ def test_modes_build_their_screens_on_demand():
 
 
 # Modules the first frame of `ftwb` (the demo, on the Train screen) must not have loaded:
-# the other screens import in a worker after it, numpy when a chart first has data.
+# the other screens import in a worker after it, numpy when a chart first has data, the
+# run directory code when a run or the runs root is first used, the GPU sampler when it
+# starts (after the first frame), the rank gauges for a run on several processes.
 NOT_AT_FIRST_FRAME = ("numpy", "tui.screens.dialogs", "tui.screens.config", "tui.screens.data_workbench",
                       "tui.screens.runs",
                       "tui.services.engine_client", "tui.services.dataset_index", "tui.services.run_history",
-                      "pyarrow", "torch", "transformers", "datasets")
+                      "pyarrow", "torch", "transformers", "datasets",
+                      "engine.rundir", "engine.events", "tui.services.gpu_probe", "tui.widgets.rank_gauges")
 
 FIRST_FRAME = """
 import sys

@@ -13,7 +13,6 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.widgets import Input
 
-from engine import rundir
 from tui.services.open_target import OpenError, Target, resolve
 from tui.stylesheet import CachedStylesheet
 
@@ -104,12 +103,23 @@ class FtwbApp(App[int]):
         self.config_path = target.config_path
         self.config_problem: str | None = None  # set by the Config screen while its form is invalid
         self.ascii_charts = ascii_charts
-        self.runs_dir = rundir.default_runs_dir(runs_dir, target.config.output.runs_dir
-                                                if target.config.output.runs_dir != "runs" else None)
+        self._runs_dir_flag = runs_dir
+        self._runs_dir: Path | None = None
         self.sample_devices = sample_devices
         self.session: RunSession | None = None
         self.workbenches: weakref.WeakSet = weakref.WeakSet()  # Data screens (unsaved cleaning)
         self.findings_answers: dict[tuple, bool] = {}  # dataset version -> "train anyway" given
+
+    @property
+    def runs_dir(self) -> Path:
+        """The runs root: --runs-dir, $FTWB_RUNS_DIR, the config's output.runs_dir, ./runs (engine.rundir),
+        settled on first use (the first frame of the Train screen has none)."""
+        if self._runs_dir is None:
+            from engine import rundir
+
+            cfg_value = self.target.config.output.runs_dir
+            self._runs_dir = rundir.default_runs_dir(self._runs_dir_flag, cfg_value if cfg_value != "runs" else None)
+        return self._runs_dir
 
     def on_mount(self) -> None:
         # Layout class first, so the first screen lays out (and wraps its log) at its final size.

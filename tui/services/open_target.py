@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine import config as C
-from engine import rundir
 
 
 class OpenError(ValueError):
@@ -40,6 +39,10 @@ def demo_config() -> C.RunConfig:
 
 def resolve(path: str | None, runs_dir: str | None = None, attach: str | None = None,
             attach_latest: bool = False) -> Target:
+    if not (path or attach or attach_latest):
+        return Target(config=demo_config())
+    from engine import rundir  # not for the demo: the first frame of `ftwb` does without it
+
     if attach_latest and not attach:
         latest = rundir.latest_run(rundir.default_runs_dir(runs_dir))
         if latest is None:
@@ -47,8 +50,6 @@ def resolve(path: str | None, runs_dir: str | None = None, attach: str | None = 
         attach = str(latest)
     if attach:
         return _run_dir(Path(attach))
-    if not path:
-        return Target(config=demo_config())
     p = Path(path).expanduser()
     if not p.exists():
         raise OpenError(f"{path}: no such file or directory; pass a dataset, a config YAML or a run directory")
@@ -74,6 +75,8 @@ def _is_dataset_dir(p: Path) -> bool:
 
 
 def _run_dir(p: Path) -> Target:
+    from engine import rundir
+
     if not (p / rundir.CONFIG).exists():
         raise OpenError(f"{p} is not a run directory (no {rundir.CONFIG})")
     try:
