@@ -406,10 +406,19 @@ def preference_parallel_problem(cfg: RunConfig, processes: int | None) -> str | 
     return None
 
 
-def from_dict(data: Any) -> RunConfig:
+def from_dict(data: Any, cross_checks: bool = True) -> RunConfig:
+    """The config from a mapping, every field checked. cross_checks=False leaves out the checks
+    across fields and sections (`check`), which import the data and eval modules: for a bundled
+    config whose caller runs them a moment later (the TUI, after its first frame)."""
     cfg = _build(RunConfig, data, "")
-    _cross_checks(cfg)
+    if cross_checks:
+        _cross_checks(cfg)
     return cfg
+
+
+def check(cfg: RunConfig) -> None:
+    """The checks across fields and sections that from_dict(..., cross_checks=False) left out."""
+    _cross_checks(cfg)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -450,13 +459,13 @@ def read_yaml(path: str | os.PathLike, missing_hint: str, what: str = "file") ->
         raise ConfigError(f"{p}: not valid YAML{where}: {getattr(e, 'problem', e)}") from None
 
 
-def load(path: str | os.PathLike) -> RunConfig:
+def load(path: str | os.PathLike, cross_checks: bool = True) -> RunConfig:
     data = read_yaml(path, "check the path or run `ftwb train --demo`", what="config file")
     if data is None:  # empty or only comments: never a silent full default run
         raise ConfigError(f"{Path(path)}: the config file is empty; give at least model.name_or_path and "
                           "data.path (see sample_data/demo.yaml), or run `ftwb train --demo`")
     try:
-        return from_dict(data)
+        return from_dict(data, cross_checks)
     except ConfigError as e:
         raise ConfigError(f"{Path(path)}: {e}") from None
 
