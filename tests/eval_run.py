@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 from pathlib import Path
 
 from engine import config as C
@@ -50,3 +51,13 @@ def trained_run(tmp_path_factory) -> Path:
         done = [e for e in events_of(run) if e.get("type") == "done"]
         assert done and done[-1]["status"] == "completed", done
         return run
+
+
+def private_run(tmp_path_factory, name: str) -> Path:
+    """A copy of the shared run for tests that write into it (eval results, exports):
+    pytest-xdist may run tests of one module on two workers at once, and one worker's
+    `ftwb eval` must not rewrite the results another is reading."""
+    src = trained_run(tmp_path_factory)
+    dst = tmp_path_factory.mktemp(name) / "runs" / src.name
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns(rundir.LOCK))
+    return dst

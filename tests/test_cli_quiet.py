@@ -6,14 +6,14 @@ from __future__ import annotations
 import pytest
 from engine_helpers import ftwb
 
-from eval_run import trained_run
+from eval_run import private_run
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    return trained_run(tmp_path_factory)
+    return private_run(tmp_path_factory, "quiet-run")  # this module writes eval results / exports into it
 
 
 def test_export_and_eval_print_no_library_noise(run_dir, tmp_path):

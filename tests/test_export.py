@@ -9,14 +9,14 @@ import pytest
 from engine import config as C
 from engine import rundir
 from engine_helpers import ftwb
-from eval_run import trained_run
+from eval_run import private_run
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    return trained_run(tmp_path_factory)
+    return private_run(tmp_path_factory, "export-run")  # this module writes exports into it
 
 
 @pytest.fixture(scope="module")
