@@ -44,9 +44,10 @@ def demo_config_path(kind: str = "sft") -> Path:
     return SAMPLE_DATA_DIR / DEMO_CONFIGS[kind]
 
 
-def demo_config(kind: str = "sft") -> RunConfig:
-    """The demo's config: `sft` (the tickets, chat SFT) or `dpo` (the preference pairs)."""
-    cfg = load(demo_config_path(kind))
+def demo_config(kind: str = "sft", cross_checks: bool = True) -> RunConfig:
+    """The demo's config: `sft` (the tickets, chat SFT) or `dpo` (the preference pairs);
+    cross_checks=False: engine.config.check is left to the caller."""
+    cfg = load(demo_config_path(kind), cross_checks)
     p = Path(cfg.data.path)
     if cfg.data.path != DEMO and not p.is_absolute():  # bundled files are named relative to the repo
         cfg.data.path = str(SAMPLE_DATA_DIR.parent / p)

@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 # Modules `import tui.app` must not load; each is imported when its screen or service is first used.
 NOT_AT_START = ("numpy", "tui.services.engine_client", "tui.screens.dialogs", "tui.screens.config",
                 "tui.screens.data_workbench", "tui.screens.train", "tui.screens.runs",
@@ -29,12 +31,15 @@ def test_modes_build_their_screens_on_demand():
 # Modules the first frame of `ftwb` (the demo, on the Train screen) must not have loaded:
 # the other screens import in a worker after it, numpy when a chart first has data, the
 # run directory code when a run or the runs root is first used, the GPU sampler when it
-# starts (after the first frame), the rank gauges for a run on several processes.
+# starts (after the first frame), the rank gauges for a run on several processes, the data
+# and eval modules when the demo config's checks across fields run (in that worker).
 NOT_AT_FIRST_FRAME = ("numpy", "tui.screens.dialogs", "tui.screens.config", "tui.screens.data_workbench",
                       "tui.screens.runs",
                       "tui.services.engine_client", "tui.services.dataset_index", "tui.services.run_history",
                       "pyarrow", "torch", "transformers", "datasets",
-                      "engine.rundir", "engine.events", "tui.services.gpu_probe", "tui.widgets.rank_gauges")
+                      "engine.rundir", "engine.events", "tui.services.gpu_probe", "tui.widgets.rank_gauges",
+                      # the demo config's checks across fields run after it (engine.config.check)
+                      "engine.data", "engine.data.sources", "engine.data.load", "engine.evaluate.sets")
 
 FIRST_FRAME = """
 import sys
@@ -98,3 +103,37 @@ def test_cached_stylesheet_gives_the_rules_of_a_fresh_parse_across_theme_changes
         assert cached.css == fresh.css
         seen.append(cached.css)
     assert seen[0] != seen[1]  # the second theme's colours, not the first's from the cache
+
+
+def test_config_checks_left_out_of_from_dict_are_the_ones_check_runs():
+    from engine import config as C
+
+    data = {"data": {"val_split": 0.5, "test_split": 0.45}}  # each in range, together too much
+    with pytest.raises(C.ConfigError) as full:
+        C.from_dict(data)
+    cfg = C.from_dict(data, cross_checks=False)
+    with pytest.raises(C.ConfigError) as later:
+        C.check(cfg)
+    assert str(later.value) == str(full.value)
+    with pytest.raises(C.ConfigError):  # the schema itself is still checked
+        C.from_dict({"data": {"val_split": 0.7}}, cross_checks=False)
+
+
+async def test_demo_target_leaves_its_config_checks_to_the_app_which_reports_a_problem(tmp_path):
+    from engine import config as C
+    from pilot_helpers import wait_for
+    from tui.app import FtwbApp
+    from tui.services.open_target import Target, resolve
+
+    demo = resolve(None)
+    assert demo.checks_pending
+    C.check(demo.config)  # the bundled config passes them
+
+    cfg = C.from_dict({"data": {"val_split": 0.5, "test_split": 0.45}}, cross_checks=False)
+    app = FtwbApp(Target(config=cfg, checks_pending=True), runs_dir=str(tmp_path / "runs"), sample_devices=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: any("leaves almost nothing" in n.message for n in app._notifications),
+                       what="the demo config's problem notified")
+        assert not app.target.checks_pending
+        messages = [n.message for n in app._notifications]
+    assert any(m.startswith("The demo config has a problem: data.val_split + data.test_split") for m in messages)

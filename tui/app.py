@@ -135,10 +135,25 @@ class FtwbApp(App[int]):
         # goes back to its usual pace when they are in.
         def preload() -> None:
             try:
+                self._check_target_config()
                 _preload_screens()
             finally:
                 self._restore_gc()
         self.run_worker(preload, thread=True, exit_on_error=False, group="preload")
+
+    def _check_target_config(self) -> None:
+        """The checks across fields of the bundled demo config, left out of the first frame
+        (any run start checks its config again in full)."""
+        if not self.target.checks_pending:
+            return
+        from engine import config as C
+
+        self.target.checks_pending = False
+        try:
+            C.check(self.target.config)
+        except C.ConfigError as e:
+            self.call_from_thread(self.notify, f"The demo config has a problem: {e}", title="Config",
+                                  severity="error", timeout=20)
 
     def _restore_gc(self) -> None:
         if self._gc_threshold is not None:

@@ -22,9 +22,12 @@ class Target:
     run_dir: Path | None = None
     dataset: Path | None = None
     mode: str = "train"  # the screen to open on
+    # The bundled demo config's checks across fields (engine.config.check) are still to run:
+    # they import the data and eval modules, so the app runs them right after its first frame.
+    checks_pending: bool = False
 
 
-def demo_config() -> C.RunConfig:
+def demo_config(cross_checks: bool = True) -> C.RunConfig:
     """The bundled demo's config (engine.demo), or the schema defaults (which point at
     the demo model and data) when that module is not there."""
     try:
@@ -32,7 +35,7 @@ def demo_config() -> C.RunConfig:
     except ImportError:
         return C.RunConfig()
     try:
-        return make()
+        return make(cross_checks=cross_checks)
     except Exception:
         return C.RunConfig()
 
@@ -40,7 +43,7 @@ def demo_config() -> C.RunConfig:
 def resolve(path: str | None, runs_dir: str | None = None, attach: str | None = None,
             attach_latest: bool = False) -> Target:
     if not (path or attach or attach_latest):
-        return Target(config=demo_config())
+        return Target(config=demo_config(cross_checks=False), checks_pending=True)
     from engine import rundir  # not for the demo: the first frame of `ftwb` does without it
 
     if attach_latest and not attach:
@@ -63,9 +66,9 @@ def resolve(path: str | None, runs_dir: str | None = None, attach: str | None = 
         return Target(config=cfg, config_path=p, mode="config")
     if p.is_dir() and not _is_dataset_dir(p):
         raise OpenError(f"{path}: a directory that is neither a run (no {rundir.CONFIG}) nor a saved dataset")
-    cfg = demo_config()
+    cfg = demo_config(cross_checks=False)
     cfg.data.path = str(p.resolve())
-    return Target(config=cfg, dataset=p, mode="data")
+    return Target(config=cfg, dataset=p, mode="data", checks_pending=True)
 
 
 def _is_dataset_dir(p: Path) -> bool:
