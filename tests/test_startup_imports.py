@@ -137,3 +137,50 @@ async def test_demo_target_leaves_its_config_checks_to_the_app_which_reports_a_p
         assert not app.target.checks_pending
         messages = [n.message for n in app._notifications]
     assert any(m.startswith("The demo config has a problem: data.val_split + data.test_split") for m in messages)
+
+
+def test_stored_css_gives_the_rules_of_a_fresh_parse_and_follows_edits(tmp_path):
+    from textual.css.stylesheet import Stylesheet
+
+    from tui.stylesheet import CachedStylesheet
+
+    variables = {"primary": "red", "surface": "black"}
+    sources = {f"w{i}": f"W{i} {{ color: $primary; background: $surface; }}\nW{i} > .x {{ width: {i}; }}"
+               for i in range(20)}
+
+    def sheet(srcs, store=tmp_path, v=variables):
+        s = CachedStylesheet(variables=dict(v), store=store)
+        for name, css in srcs.items():
+            s.add_source(css, read_from=(name, ""))
+        s.parse()
+        return s
+
+    def fresh_css(srcs, v=variables):
+        s = Stylesheet(variables=dict(v))
+        for name, css in srcs.items():
+            s.add_source(css, read_from=(name, ""))
+        s.parse()
+        return s.css
+
+    first = sheet(sources)
+    assert len(first._fresh) == len(sources)
+    first.save()
+    again = sheet(sources)
+    assert again._fresh == {}                               # all read back, nothing parsed
+    assert again.css == fresh_css(sources)
+    edited = {**sources, "w3": "W3 { color: $surface; }"}
+    changed = sheet(edited)
+    assert [k[1] for k in changed._fresh] == [("w3", "")]  # only the edited source is parsed
+    assert changed.css == fresh_css(edited)
+    changed.save()
+    assert sheet(edited)._fresh == {}
+    stored = sheet(edited)._stored_rules()
+    assert len(stored) == len(sources)                      # the old text of w3 was replaced, not kept
+    other = {"primary": "blue", "surface": "white"}
+    assert len(sheet(edited, v=other)._fresh) == len(sources)  # another theme: its own file
+    for f in tmp_path.glob("css-*.pickle"):
+        f.write_bytes(b"not a pickle")
+    broken = sheet(edited)
+    assert broken.css == fresh_css(edited) and len(broken._fresh) == len(sources)
+    broken.save()
+    assert sheet(edited)._fresh == {}

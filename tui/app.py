@@ -14,7 +14,7 @@ from textual.binding import Binding
 from textual.widgets import Input
 
 from tui.services.open_target import OpenError, Target, resolve
-from tui.stylesheet import CachedStylesheet
+from tui.stylesheet import CachedStylesheet, store_dir
 
 if TYPE_CHECKING:
     from tui.services.engine_client import RunSession
@@ -92,7 +92,8 @@ class FtwbApp(App[int]):
                  runs_dir: str | None = None, sample_devices: bool = True):
         self._gc_threshold: tuple[int, ...] | None = _start_up_gc()
         super().__init__()
-        self.stylesheet = CachedStylesheet(variables=self.get_css_variables())  # one parse per theme
+        # One parse per theme, and none at all where a previous start stored the parsed rules.
+        self.stylesheet = CachedStylesheet(variables=self.get_css_variables(), store=store_dir())
         from themes import THEMES
 
         for t in THEMES:
@@ -133,8 +134,11 @@ class FtwbApp(App[int]):
         # The other screens' modules import in a thread once the first frame is up, so the
         # first switch to each is quick and start-up pays for none of them; the collector
         # goes back to its usual pace when they are in.
+        stylesheet = self.stylesheet
+
         def preload() -> None:
             try:
+                stylesheet.save()  # what the first frame parsed, for the next start
                 self._check_target_config()
                 _preload_screens()
             finally:
@@ -162,6 +166,8 @@ class FtwbApp(App[int]):
 
     def on_unmount(self) -> None:
         self._restore_gc()  # an app that quits before its first frame
+        if isinstance(self.stylesheet, CachedStylesheet):
+            self.stylesheet.save()  # the other screens' CSS parsed since
 
     def on_resize(self, event) -> None:
         self._apply_size_classes(event.size.width, event.size.height)
