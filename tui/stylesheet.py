@@ -11,7 +11,7 @@ what is new.
 
 The first frame still parsed every source once (its largest single cost after the
 imports, tokenizer set-up included). So the parsed rules are also stored, one file per
-Textual and Python version and set of variables (a theme), under the ftwb cache directory:
+Textual install, Python version and set of variables (a theme), under the ftwb cache directory:
 a later start reads them back instead of parsing. A stored entry is used only for the very
 text it was parsed from; a source whose text changed is parsed again and replaces its old
 entry; a file that cannot be read is ignored (and rewritten).
@@ -29,13 +29,26 @@ from textual.cache import LRUCache
 from textual.css.stylesheet import Stylesheet
 
 PARSE_CACHE_SIZE = 1024  # sources (DEFAULT_CSS of each widget class, each screen's CSS, app.tcss)
-STORE_FORMAT = 1         # bump when what a stored file holds changes
+STORE_FORMAT = 2         # bump when what a stored file holds changes
 
 
 def store_dir() -> Path:
     """Where parsed CSS is kept: $FTWB_CACHE_DIR/css, default ~/.cache/ftwb/css."""
     root = os.environ.get("FTWB_CACHE_DIR")
     return (Path(root) if root else Path.home() / ".cache" / "ftwb") / "css"
+
+
+def _textual_build() -> tuple:
+    """Which Textual the rules were parsed by: where its CSS modules are, their sizes and
+    times (textual.__version__ reads the package metadata: slower than a parse)."""
+    import textual.css.model
+    import textual.css.styles
+
+    out = []
+    for mod in (textual.css.model, textual.css.styles):
+        st = os.stat(mod.__file__)
+        out.append((mod.__file__, st.st_size, st.st_mtime_ns))
+    return tuple(out)
 
 
 def _slot(key: tuple) -> tuple:
@@ -48,7 +61,9 @@ class CachedStylesheet(Stylesheet):
         super().__init__(variables=variables)
         self._parse_cache = LRUCache(PARSE_CACHE_SIZE)
         self._store = store                 # None: nothing is read or written
-        self._stored: dict | None = None    # what the store holds for the current variables (read on first use)
+        # What the store holds for the current variables (read on first use): each source's
+        # rules pickled on their own, so a start unpickles only the sources it uses.
+        self._stored: dict | None = None
         self._fresh: dict = {}              # parsed here and not in the store yet
 
     def set_variables(self, variables: dict[str, str]) -> None:
@@ -75,19 +90,22 @@ class CachedStylesheet(Stylesheet):
         key = (css, read_from, is_default_rules, tie_breaker, scope)
         if self._store is None or key in self._parse_cache:
             return super()._parse_rules(css, read_from, is_default_rules, tie_breaker, scope)
-        stored = self._stored_rules().get(key)
-        if stored is not None:
-            self._parse_cache[key] = stored
-            return stored
+        blob = self._stored_rules().get(key)
+        if blob is not None:
+            try:
+                rules = pickle.loads(blob)
+            except Exception:
+                rules = None  # written by another version of a class in it: parse
+            if isinstance(rules, list):
+                self._parse_cache[key] = rules
+                return rules
         rules = super()._parse_rules(css, read_from, is_default_rules, tie_breaker, scope)
         if not any(rule.errors for rule in rules):
             self._fresh[key] = rules
         return rules
 
     def _store_file(self) -> Path:
-        import textual
-
-        blob = repr((STORE_FORMAT, textual.__version__, sys.version, sorted(self._variables.items())))
+        blob = repr((STORE_FORMAT, _textual_build(), sys.version, sorted(self._variables.items())))
         return self._store / f"css-{hashlib.sha256(blob.encode()).hexdigest()[:20]}.pickle"
 
     def _stored_rules(self) -> dict:
@@ -109,8 +127,8 @@ class CachedStylesheet(Stylesheet):
             return
         path = self._store_file()
         slots = {_slot(key) for key in fresh}
-        merged = {key: rules for key, rules in self._stored_rules().items() if _slot(key) not in slots}
-        merged.update(fresh)
+        merged = {key: blob for key, blob in self._stored_rules().items() if _slot(key) not in slots}
+        merged.update((key, pickle.dumps(rules, protocol=pickle.HIGHEST_PROTOCOL)) for key, rules in fresh.items())
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
