@@ -90,22 +90,26 @@ class GpuPane(Widget):
         return max(parent.size.height - self.styles.gutter.height, 1)
 
     def get_content_height(self, container, viewport, width: int) -> int:
-        return len(self._lines(width))
+        # During a layout the room inside the parent is `container` (its content size less this
+        # pane's gutter): asking the parent for its size here would arrange the whole screen
+        # once more to find it, on every layout.
+        room = container.height
+        return len(self._lines(width, max(room, 1) if room + self.styles.gutter.height > 0 else None))
 
     def render(self) -> Text:
         width = self.content_size.width
-        lines = self._lines(width)
+        lines = self._lines(width, self._avail_height())
         for line in lines:  # joining drops each line's no_wrap, so cut them here
             if line.no_wrap and width > 0:
                 line.truncate(width, overflow="ellipsis")
         return Text("\n").join(lines)
 
-    def _lines(self, width: int) -> list[Text]:
+    def _lines(self, width: int, height: int | None) -> list[Text]:
+        """The pane's lines at `width`, folded to `height` (None: not known yet)."""
         width = max(width, 20)
         if self.ranks is not None:
-            return self._rank_lines(width, self._avail_height())
+            return self._rank_lines(width, height)
         out = self._local_lines(width)
-        height = self._avail_height()
         snap = self.snapshot
         if height is not None and len(out) > height and snap is not None and len(snap.gpus) > 1:
             out = self._folded_gpu_lines(width, height)
