@@ -20,12 +20,13 @@ class FirstShowScreen(Screen):
     _styled_at: int | None = None  # the app's CSS update count when the mounted tree was styled
 
     def _on_mount(self, event: events.Mount) -> None:
-        self._styled_at = self.app._css_update_count
+        # Textual's own count (private): without it, every resume restyles as in Textual.
+        self._styled_at = getattr(self.app, "_css_update_count", None)
 
     def _on_screen_suspend(self) -> None:
         self._styled_at = None  # in the background, app class and theme changes pass it by
 
     def _on_screen_resume(self, event: events.ScreenResume) -> None:
         # Runs before Screen's own handler (Textual calls each class's handler, subclass first).
-        if self._styled_at is not None and self._styled_at == self.app._css_update_count:
+        if self._styled_at is not None and self._styled_at == getattr(self.app, "_css_update_count", None):
             event.refresh_styles = False
