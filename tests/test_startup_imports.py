@@ -10,7 +10,7 @@ import pytest
 NOT_AT_START = ("numpy", "tui.services.engine_client", "tui.screens.dialogs", "tui.screens.config",
                 "tui.screens.data_workbench", "tui.screens.train", "tui.screens.runs",
                 "tui.services.dataset_index", "pyarrow", "torch", "transformers", "peft", "datasets",
-                "engine.rundir", "engine.events")
+                "engine.rundir", "engine.events", "engine.data.sources", "engine.data.load", "engine.evaluate.sets")
 
 
 def test_import_tui_app_loads_no_screen_or_heavy_library():
