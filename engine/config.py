@@ -12,6 +12,7 @@ import json
 import math
 import os
 import tempfile
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
@@ -227,7 +228,7 @@ def _type_name(tp: Any) -> str:
     origin = get_origin(tp)
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in get_args(tp))
-    if origin is Union:
+    if origin is Union or origin is types.UnionType:
         return " or ".join(_type_name(a) for a in get_args(tp) if a is not type(None))
     if origin is list:
         return "a list of " + _PLURAL.get(get_args(tp)[0], "items")
@@ -241,7 +242,7 @@ def _coerce(path: str, value: Any, tp: Any, meta: dict) -> Any:
     """Check `value` against the annotation `tp`; return it (ints widened to float)."""
     origin = get_origin(tp)
     args = get_args(tp)
-    if origin is Union:
+    if origin is Union or origin is types.UnionType:  # Optional[X] and X | None
         if value is None and type(None) in args:
             return None
         errors = []

@@ -29,6 +29,10 @@ def test_yaml_round_trip(tmp_path):
     ({"modle": {}}, "modle: unknown key (did you mean 'model'?)"),
     ({"lora": {"target_modules": "q_proj"}}, "lora.target_modules: 'q_proj' is not allowed"),
     ({"data": {"val_split": 0.5, "test_split": 0.45}}, "leaves almost nothing to train on"),
+    # optional fields (`str | None`) are checked too, not taken as given
+    ({"model": {"chat_template": True}}, "model.chat_template: True is not allowed; expected a string"),
+    ({"data": {"split": 3}}, "data.split: 3 is not allowed; expected a string"),
+    ({"output": {"name": ["a"]}}, "output.name: ['a'] is not allowed; expected a string"),
 ])
 def test_bad_values_name_field_value_and_allowed(data, needle):
     with pytest.raises(C.ConfigError) as e:
