@@ -81,4 +81,6 @@ def test_near_duplicates_fast_enough_on_20k_rows():
     rows = _sentences(20000, seed=4)
     t = time.perf_counter()
     find_duplicates(rows)
-    assert time.perf_counter() - t < 6  # 100k rows take ~3.5 s (benchmarks/bench_neardup.py)
+    # ~0.7 s quiet: the bound catches an all-pairs comparison (minutes), not a loaded machine;
+    # the figures at 1M rows are benchmarks/bench_neardup.py's
+    assert time.perf_counter() - t < 20

@@ -24,7 +24,9 @@ async def test_first_rows_show_quickly_and_scrolling_reaches_the_end(big):
     async with app.run_test(size=(120, 30)) as pilot:
         t0 = time.monotonic()
         await wait_for(pilot, lambda: any("question number 0" in r for r in visible_rows(app)), what="first rows")
-        assert time.monotonic() - t0 < 2.0
+        # A guard against a full read before the first paint (tens of seconds), loose enough for a
+        # loaded CI machine; the figures themselves are benchmarks/bench_data_browse.py's.
+        assert time.monotonic() - t0 < 10.0
         await wait_for(pilot, lambda: app.screen.loaded, what="index complete")
         table = app.screen.query_one(RowsTable)
         assert table.count == 50_000

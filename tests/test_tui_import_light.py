@@ -43,4 +43,6 @@ def test_tui_start_up_imports_no_heavy_libraries(tmp_path):
     heavy = next(l for l in out.stdout.splitlines() if l.startswith("HEAVY"))
     assert heavy == "HEAVY []", heavy
     first = float(next(l for l in out.stdout.splitlines() if l.startswith("FIRST")).split()[1])
-    assert first < 3.0, f"first frame after {first}s"
+    # ~0.5 s quiet (benchmarks/bench_startup.py measures it); this catches a start-up that loads
+    # the heavy libraries after all, on a loaded CI machine
+    assert first < 10.0, f"first frame after {first}s"

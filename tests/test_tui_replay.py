@@ -163,4 +163,5 @@ def test_replaying_100k_events_takes_about_a_second(tmp_path):
     took = time.perf_counter() - t
     s.detach()
     assert s.state.events_seen == 100_001 and len(s.state.loss) == 50_000
-    assert took < 5.0, f"replay of 100k events took {took:.2f}s"
+    # ~1 s quiet; the bound catches a per-event redraw or a quadratic fold, not a slow machine
+    assert took < 15.0, f"replay of 100k events took {took:.2f}s"
