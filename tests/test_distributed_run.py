@@ -248,3 +248,15 @@ def test_out_of_memory_on_one_rank_is_reported_with_that_rank_and_its_batch_shap
     assert len(err["batch_shape"]) == 2 and "rank 1" in err["message"]
     assert evs[-1]["type"] == "done" and evs[-1]["status"] == "failed"
     assert max(e["step"] for e in evs if e["type"] == "metric") == 1
+
+
+def test_a_signal_that_reaches_one_rank_after_the_agreement_saves_at_the_next_step_on_every_rank(tmp_path):
+    # Rank 1 gets SIGUSR1 right after step 2's agreement: acting on it at once would send that
+    # rank alone into the checkpoint's collectives (every rank hangs); it waits for step 3's.
+    cfg = _config(tmp_path / "run.yaml", max_steps=4, save_every=0, eval_every=0)
+    res = ftwb("train", str(cfg), "--devices", "2", "--runs-dir", str(tmp_path / "runs"),
+               env={"FTWB_INJECT_FAULT": "latesave@2:rank1"}, timeout=240)
+    assert res.returncode == 0, res.stderr[-3000:]
+    evs = events_of(only_run(tmp_path / "runs"))
+    assert [e["step"] for e in evs if e["type"] == "checkpoint"] == [3]
+    assert evs[-1]["type"] == "done" and evs[-1]["status"] == "completed"

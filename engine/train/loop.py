@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -39,7 +40,8 @@ SPIKE_FACTOR = 3.0  # a loss this many times the recent average is reported as a
 
 # Fault injection for tests of the failure paths on machines without the hardware to hit
 # them for real: FTWB_INJECT_FAULT=oom@3 raises CUDA OOM at step 3, nan@3 a NaN loss,
-# nangrad@3 a NaN gradient norm, cpuoom@3 the CPU allocator's failure; a trailing +
+# nangrad@3 a NaN gradient norm, cpuoom@3 the CPU allocator's failure, latesave@3 a SIGUSR1
+# the process sends itself right after step 3's agreement of the ranks; a trailing +
 # (nan@3+) repeats it at every later step; a suffix :rankN (cpuoom@3:rank1) hits that rank only.
 _FAULT, _, _FAULT_RANK = os.environ.get("FTWB_INJECT_FAULT", "").partition(":rank")
 
@@ -494,7 +496,9 @@ class Trainer:
             m = self.train_step()
             step = self.state.step
             dt = time.perf_counter() - t0
-            ranks_tps, dt = self._agree(m, dt)
+            ranks_tps, dt, agreed = self._agree(m, dt)
+            if _FAULT == f"latesave@{step}" and _FAULT_RANK in ("", str(self.world.rank)):
+                os.kill(os.getpid(), signal.SIGUSR1)  # a signal that misses this step's agreement
             if m.get("skipped"):
                 self._non_finite(m["skipped"], m[m["skipped"]], step)
             else:
@@ -512,7 +516,7 @@ class Trainer:
                 stop_early = self._eval_and_track(step)
             saved = False
             periodic = t.save_every and step % t.save_every == 0 and step < total and not m.get("skipped")
-            if periodic or self.control.save_requested:
+            if periodic or self._requested("save", agreed):
                 self.control.save_requested = False
                 self.save_checkpoint()
                 saved = True
@@ -521,7 +525,7 @@ class Trainer:
                       tokens_seen=self.state.tokens_seen, eta_s=round(self._eta(), 1))
             if on_step:
                 on_step(m)
-            if self.control.stop_requested:
+            if self._requested("stop", agreed):
                 if not saved:
                     self.save_checkpoint()
                 return "stopped"
@@ -529,7 +533,7 @@ class Trainer:
                 return "early_stopped"
         return "completed"
 
-    def _agree(self, m: dict, dt: float) -> tuple[list[float], float]:
+    def _agree(self, m: dict, dt: float) -> tuple[list[float], float, dict[str, bool]]:
         """Step boundary: every rank's tokens/s and the step's wall time (the slowest
         rank's, so the global rate never exceeds the ranks' sum), and the stop and save-now
         requests of any rank (a signal reaches each process at its own moment), so all
@@ -537,10 +541,17 @@ class Trainer:
         mine = [m.get("my_tokens", m["tokens"]) / dt if dt > 0 else 0.0,
                 float(self.control.stop_requested), float(self.control.save_requested), dt]
         rows = self.world.all_gather(mine)
+        agreed = {"stop": any(r[1] for r in rows), "save": any(r[2] for r in rows)}
+        return [round(r[0], 1) for r in rows], max(r[3] for r in rows), agreed
+
+    def _requested(self, what: str, agreed: dict[str, bool]) -> bool:
+        """Whether to stop or save at this step. Several processes act only on what they
+        agreed at the boundary: a signal that reaches one rank after it (during the step's
+        eval or save) waits for the next step's agreement, or that rank alone would enter a
+        checkpoint's collectives and every rank would hang. One process reads the signal live."""
         if self.world.is_distributed:
-            self.control.stop_requested = any(r[1] for r in rows)
-            self.control.save_requested = any(r[2] for r in rows)
-        return [round(r[0], 1) for r in rows], max(r[3] for r in rows)
+            return agreed[what]
+        return self.control.stop_requested if what == "stop" else self.control.save_requested
 
     def final_eval(self) -> tuple[float, float] | None:
         t0 = time.perf_counter()
