@@ -333,3 +333,28 @@ async def test_measure_without_cuda_says_it_needs_a_cuda_gpu(tmp_path):
         await pilot.press("f5")
         await wait_for(pilot, lambda: bar.measured is not None and not bar.measuring, timeout=60)
         assert "needs a CUDA GPU" in bar.measured.error
+
+
+async def test_opening_the_form_validates_it_once_not_once_per_field(tmp_path, monkeypatch):
+    # Every editor posts Changed as it mounts with its value; a whole-form validation for each
+    # of them made the first visit to the Config screen take seconds.
+    from tui.screens.config import ConfigScreen
+
+    calls: list[str | None] = []
+    real = ConfigScreen.validate_form
+
+    def counted(self, changed=None):
+        calls.append(changed)
+        return real(self, changed)
+
+    monkeypatch.setattr(ConfigScreen, "validate_form", counted)
+    app = _app(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await open_config(pilot, app)
+        await pilot.pause(0.5)
+        n_rows = len(app.screen.query("FieldRow"))
+        assert n_rows > 30 and len(calls) <= 2, (n_rows, calls)
+        field = app.screen.query_one("#cfg-train--learning_rate", Input)
+        field.value = "5e-4"  # a real change is still validated, and reaches the config
+        await wait_for(pilot, lambda: app.config.train.learning_rate == 5e-4, what="the new rate in the config")
+        assert "train.learning_rate" in calls

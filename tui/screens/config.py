@@ -229,6 +229,15 @@ class ConfigScreen(Screen):
 
     def _changed(self, editor) -> None:
         row = next(a for a in editor.ancestors if isinstance(a, FieldRow))
+        if row.path not in self.errors and self._synced is not None:
+            try:
+                same = row.value() == F.get(self._synced, row.path)
+            except Exception:  # noqa: BLE001 - text that does not parse: validate it (and say why)
+                same = False
+            if same:
+                # Nothing changed: each editor posts Changed as it mounts with its value (one
+                # whole-form validation per field, seconds on the first visit) or on a no-op.
+                return
         self.validate_form(row.path)
         self._recompute()
 
