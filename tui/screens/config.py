@@ -123,7 +123,7 @@ class ConfigScreen(Screen):
 
     def on_mount(self) -> None:
         self._synced = self.app.config.to_dict()
-        self._status()
+        self.validate_form()  # once, as the form opens (its editors' own Changed are no-ops)
         self._detect_gpu()
         self._recompute()
 
